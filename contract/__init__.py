@@ -1,0 +1,1 @@
+"""The event contract: versioned JSON schemas for the three input topics."""
