@@ -66,8 +66,9 @@ class ThompsonSampling(ArmBandit):
     >>> arm, p = ts.choose(None, ["a", "b"])
     >>> arm, round(p, 3)
     ('a', 0.984)
-    >>> ts.choose(None, ["a", "b", "new"])[0]
-    'a'
+    >>> # An unseen arm gets the prior: Beta(1, 1) is optimistic for a CTR near 0.1.
+    >>> {arm: round(p, 2) for arm, p in ts.probabilities(["a", "b", "new"]).items()}
+    {'a': 0.11, 'b': 0.0, 'new': 0.89}
     """
 
     def __init__(
