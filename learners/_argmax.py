@@ -36,9 +36,7 @@ def _trapezoid(inner: np.ndarray, grid: int) -> float:
     return float((inner.sum() + 0.5) / grid)
 
 
-def argmax_probabilities(
-    kind: str, p1: np.ndarray, p2: np.ndarray, *, grid: int = 1024
-) -> np.ndarray:
+def argmax_probabilities(kind: str, p1: np.ndarray, p2: np.ndarray, *, grid: int = 1024) -> np.ndarray:
     """Normalised argmax probabilities of independent Beta or Gaussian posteriors.
 
     ``kind`` is ``"beta"`` (``p1`` = alpha, ``p2`` = beta) or ``"gaussian"`` (``p1`` = mean,

@@ -61,8 +61,8 @@ class ArmBandit(Learner):
         for arm, acc in zip(arms, stats, strict=True):
             if len(acc) != len(self._fields()):
                 raise ValueError(
-                    f"{type(self).__name__}.from_params: stats of arm {arm!r} must be {list(self._fields())}; "
-                    f"got {acc!r}"
+                    f"{type(self).__name__}.from_params: stats of arm {arm!r} must be "
+                    f"{list(self._fields())}; got {acc!r}"
                 )
             self._stats[arm] = [float(v) for v in acc]
 

@@ -150,7 +150,9 @@ class Learner(abc.ABC):
         """Rebuild a learner from :meth:`to_params` output (``seed`` is not part of params)."""
         where = f"{cls.__name__}.from_params"
         if params.get("learner") != cls.__name__:
-            raise ValueError(f"{where}: params['learner'] must be {cls.__name__!r}; got {params.get('learner')!r}")
+            raise ValueError(
+                f"{where}: params['learner'] must be {cls.__name__!r}; got {params.get('learner')!r}"
+            )
         if params.get("v") != cls.PARAMS_SCHEMA:
             raise ValueError(f"{where}: params['v'] must be {cls.PARAMS_SCHEMA}; got {params.get('v')!r}")
         config = dict(params["config"])

@@ -77,7 +77,12 @@ class Exp3(ArmBandit):
         return [self.eta * row.ipw_reward_sum / self.reward_max]
 
     def _config(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, "eta": self.eta, "reward_max": self.reward_max, "half_life_ms": self.half_life_ms}
+        return {
+            "gamma": self.gamma,
+            "eta": self.eta,
+            "reward_max": self.reward_max,
+            "half_life_ms": self.half_life_ms,
+        }
 
     def probabilities(self, arms: Sequence[ArmID]) -> dict[ArmID, float]:
         """Probability of choosing each arm."""

@@ -83,8 +83,12 @@ class LinUCB(Learner):
         return len(self.features)
 
     def _config(self) -> dict[str, Any]:
-        return {"features": list(self.features), "alpha": self.alpha, "ridge": self.ridge,
-                "half_life_ms": self.half_life_ms}
+        return {
+            "features": list(self.features),
+            "alpha": self.alpha,
+            "ridge": self.ridge,
+            "half_life_ms": self.half_life_ms,
+        }
 
     def _learn(self, batch: Batch, weight: float) -> None:
         d = self.dim
@@ -94,7 +98,9 @@ class LinUCB(Learner):
                     raise ValueError(f"LinUCB.update: row for arm {row.arm!r} has no xx/rx")
                 continue
             if row.dim != d:
-                raise ValueError(f"LinUCB.update: arm {row.arm!r} has context dimension {row.dim}; expected {d}")
+                raise ValueError(
+                    f"LinUCB.update: arm {row.arm!r} has context dimension {row.dim}; expected {d}"
+                )
             if row.arm not in self._n:
                 self._n[row.arm] = 0.0
                 self._xx[row.arm] = np.zeros((d, d))
@@ -160,7 +166,9 @@ class LinUCB(Learner):
             cached = self._cache[arms] = (a_inv, theta)
         return cached
 
-    def bounds(self, context: Mapping[str, Any] | Sequence[float], arms: Sequence[ArmID]) -> dict[ArmID, float]:
+    def bounds(
+        self, context: Mapping[str, Any] | Sequence[float], arms: Sequence[ArmID]
+    ) -> dict[ArmID, float]:
         """Upper confidence bound of each arm for ``context``."""
         check_arms(arms, "LinUCB.bounds")
         x = self._vector(context)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from river import proba
 
-from learners._arm_bandit import ArmBandit
 from learners._argmax import argmax_probabilities, error_bound
+from learners._arm_bandit import ArmBandit
 from learners.base import check_arms
 from learners.batch import ArmID, ArmStats
 
@@ -86,8 +86,12 @@ class ThompsonSampling(ArmBandit):
     ) -> None:
         if dist not in ("beta", "gaussian"):
             raise ValueError(f"ThompsonSampling: dist must be 'beta' or 'gaussian'; got {dist!r}")
-        for name, value in (("prior_alpha", prior_alpha), ("prior_beta", prior_beta),
-                            ("prior_var", prior_var), ("prior_n", prior_n)):
+        for name, value in (
+            ("prior_alpha", prior_alpha),
+            ("prior_beta", prior_beta),
+            ("prior_var", prior_var),
+            ("prior_n", prior_n),
+        ):
             if not value > 0:
                 raise ValueError(f"ThompsonSampling: {name} must be > 0; got {value!r}")
         if not isinstance(grid, int) or grid < 16:
