@@ -42,7 +42,8 @@ def _arrays(
     r, p, t = (np.asarray(v, dtype=float) for v in (rewards, propensities, target))
     if not (r.shape == p.shape == t.shape and r.ndim == 1 and len(r) > 0):
         raise ValueError(
-            f"ope: rewards, propensities and target probabilities must be equal-length 1-d; got {r.shape}, {p.shape}, {t.shape}"
+            "ope: rewards, propensities and target probabilities must be equal-length 1-d arrays; "
+            f"got shapes {r.shape}, {p.shape}, {t.shape}"
         )
     if np.any(p <= 0) or np.any(p > 1):
         raise ValueError("ope: logged propensities must be in (0, 1]")
@@ -151,7 +152,8 @@ def evaluate(
     """IPS, SNIPS and (with ``reward_model``) DR of ``policy`` on logs of
     ``{"context", "action", "propensity", "reward"}``; ``policy(context)`` maps actions to probabilities.
 
-    >>> logs = [{"context": {}, "action": a, "propensity": 0.5, "reward": r} for a, r in [("x", 1), ("y", 0)] * 5]
+    >>> pairs = [("x", 1), ("y", 0)] * 5
+    >>> logs = [{"context": {}, "action": a, "propensity": 0.5, "reward": r} for a, r in pairs]
     >>> {k: e.value for k, e in evaluate(logs, lambda ctx: {"x": 1.0, "y": 0.0}).items()}
     {'ips': 1.0, 'snips': 1.0}
     """
