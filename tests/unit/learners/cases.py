@@ -114,65 +114,24 @@ class Case:
         return [self.row(rng, rng.choice(self.arms)) for _ in range(n)]
 
 
+def _bandit(name: str, make: Callable[[int], Learner]) -> Case:
+    return Case(name, make, _bandit_row, _bandit_context, CREATIVES, ["new"])
+
+
+def _linear(name: str, make: Callable[[int], Learner]) -> Case:
+    return Case(name, make, _linear_row, _linear_context, CREATIVES, ["new"])
+
+
 CASES = [
-    Case(
-        "ts_beta",
-        lambda s: ThompsonSampling(seed=s, grid=256),
-        _bandit_row,
-        _bandit_context,
-        CREATIVES,
-        ["new"],
-    ),
-    Case(
-        "ts_beta_discounted",
-        lambda s: ThompsonSampling(seed=s, grid=256, half_life_ms=2 * HOUR_MS),
-        _bandit_row,
-        _bandit_context,
-        CREATIVES,
-        ["new"],
-    ),
-    Case(
-        "ts_gaussian",
-        lambda s: ThompsonSampling("gaussian", prior_var=0.25, seed=s, grid=256),
-        _bandit_row,
-        _bandit_context,
-        CREATIVES,
-        ["new"],
-    ),
-    Case("ucb", lambda s: UCB(seed=s), _bandit_row, _bandit_context, CREATIVES, ["new"]),
-    Case(
-        "ucb_discounted",
-        lambda s: UCB(seed=s, half_life_ms=HOUR_MS),
-        _bandit_row,
-        _bandit_context,
-        CREATIVES,
-        ["new"],
-    ),
-    Case(
-        "epsilon_greedy",
-        lambda s: EpsilonGreedy(0.2, seed=s),
-        _bandit_row,
-        _bandit_context,
-        CREATIVES,
-        ["new"],
-    ),
-    Case("exp3", lambda s: Exp3(0.2, eta=0.02, seed=s), _bandit_row, _bandit_context, CREATIVES, ["new"]),
-    Case(
-        "lin_ucb",
-        lambda s: LinUCB(FEATURES, alpha=0.5, seed=s),
-        _linear_row,
-        _linear_context,
-        CREATIVES,
-        ["new"],
-    ),
-    Case(
-        "lin_ucb_discounted",
-        lambda s: LinUCB(FEATURES, seed=s, half_life_ms=HOUR_MS),
-        _linear_row,
-        _linear_context,
-        CREATIVES,
-        ["new"],
-    ),
+    _bandit("ts_beta", lambda s: ThompsonSampling(seed=s, grid=256)),
+    _bandit("ts_beta_discounted", lambda s: ThompsonSampling(seed=s, grid=256, half_life_ms=2 * HOUR_MS)),
+    _bandit("ts_gaussian", lambda s: ThompsonSampling("gaussian", prior_var=0.25, seed=s, grid=256)),
+    _bandit("ucb", lambda s: UCB(seed=s)),
+    _bandit("ucb_discounted", lambda s: UCB(seed=s, half_life_ms=HOUR_MS)),
+    _bandit("epsilon_greedy", lambda s: EpsilonGreedy(0.2, seed=s)),
+    _bandit("exp3", lambda s: Exp3(0.2, eta=0.02, seed=s)),
+    _linear("lin_ucb", lambda s: LinUCB(FEATURES, alpha=0.5, seed=s)),
+    _linear("lin_ucb_discounted", lambda s: LinUCB(FEATURES, seed=s, half_life_ms=HOUR_MS)),
     Case(
         "bid_agent",
         lambda s: BidAgent(MULTIPLIERS[:4], 40.0, n_blocks=4, budget_levels=20, max_bid=1.0, seed=s),
