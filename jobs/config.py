@@ -1,0 +1,155 @@
+"""Typed, validated application config for the jobs: ``flink-conf/adloop.yaml`` + environment.
+
+No Flink import here, so the config is testable and usable by the demo and the simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FILE = ROOT / "flink-conf" / "adloop.yaml"
+ENV_PREFIX = "ADLOOP_"
+
+_STARTUP_MODES = ("earliest-offset", "latest-offset", "group-offsets")
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    impressions_topic: str = "ad.impressions"
+    clicks_topic: str = "ad.clicks"
+    conversions_topic: str = "ad.conversions"
+    events_topic: str = "ad.events.valid"
+    dlq_topic: str = "ad.dlq"
+    group_id: str = "adloop-feedback"
+    startup_mode: str = "earliest-offset"
+    bounded: bool = False
+
+    def __post_init__(self) -> None:
+        for host_port in self.bootstrap_servers.split(","):
+            host, _, port = host_port.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                _bad("kafka.bootstrap_servers", "host:port[,host:port...]", self.bootstrap_servers)
+        if self.startup_mode not in _STARTUP_MODES:
+            _bad("kafka.startup_mode", f"one of {_STARTUP_MODES}", self.startup_mode)
+
+    def topic(self, name: str) -> str:
+        """Full topic name for one of the *_topic fields, with the prefix applied."""
+        return self.topic_prefix + getattr(self, f"{name}_topic")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "adloop"
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            _bad("redis.url", "a redis://, rediss:// or unix:// URL", self.url)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    out_of_orderness_ms: int = 60_000
+    max_future_ms: int = 86_400_000
+
+    def __post_init__(self) -> None:
+        _non_negative("ingest.out_of_orderness_ms", self.out_of_orderness_ms)
+        _non_negative("ingest.max_future_ms", self.max_future_ms)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    parallelism: int = 1
+    name: str = "adloop-feedback"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.parallelism, int) or self.parallelism < 1:
+            _bad("job.parallelism", "an integer >= 1", self.parallelism)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    job: JobSettings = field(default_factory=JobSettings)
+
+    def replace(self, **sections: Mapping[str, Any]) -> AppConfig:
+        """A copy with some keys of some sections changed, validated like a loaded file."""
+        raw = {name: {**dataclasses.asdict(getattr(self, name)), **values} for name, values in sections.items()}
+        return _build({**{f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)},
+                       **raw})
+
+
+def _bad(key: str, expected: str, found: Any) -> None:
+    raise ValueError(f"config key {key!r}: expected {expected}, found {found!r}")
+
+
+def _non_negative(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        _bad(key, "an integer >= 0", value)
+
+
+def _coerce(key: str, text: str, target: type) -> Any:
+    """Environment values are strings; convert them to the field's type or fail naming the key."""
+    if target is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        _bad(key, "true or false", text)
+    if target is int:
+        if not text.lstrip("-").isdigit():
+            _bad(key, "an integer", text)
+        return int(text)
+    return text
+
+
+def _build(raw: Mapping[str, Any]) -> AppConfig:
+    sections = {f.name: f for f in dataclasses.fields(AppConfig)}
+    built = {}
+    for name, value in raw.items():
+        if name not in sections:
+            _bad(name, f"a section among {sorted(sections)}", name)
+        if not isinstance(value, Mapping):
+            _bad(name, "a mapping of keys", value)
+        cls = sections[name].default_factory  # type: ignore[misc]
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key, item in value.items():
+            if key not in known:
+                _bad(f"{name}.{key}", f"a key among {sorted(known)}", key)
+            expected = type(getattr(cls(), key))
+            if not isinstance(item, expected) or (expected is int and isinstance(item, bool)):
+                _bad(f"{name}.{key}", f"a {expected.__name__}", item)
+        built[name] = cls(**value)
+    return AppConfig(**built)
+
+
+def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Load the YAML file (default ``flink-conf/adloop.yaml``), then apply ADLOOP_* overrides."""
+    env = os.environ if env is None else env
+    path = Path(env.get("ADLOOP_CONFIG", path or DEFAULT_FILE))
+    if not path.exists():
+        raise ValueError(f"config file {str(path)!r}: expected an existing YAML file, found nothing there")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        _bad(str(path), "a YAML mapping of sections", type(raw).__name__)
+    raw = {name: dict(values or {}) for name, values in raw.items()}
+    defaults = AppConfig()
+    for f in dataclasses.fields(AppConfig):
+        section = getattr(defaults, f.name)
+        for key in (k.name for k in dataclasses.fields(section)):
+            env_key = f"{ENV_PREFIX}{f.name}_{key}".upper()
+            if env_key in env:
+                target = type(getattr(section, key))
+                raw.setdefault(f.name, {})[key] = _coerce(f"{f.name}.{key} (from {env_key})", env[env_key], target)
+    return _build(raw)

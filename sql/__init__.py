@@ -1,0 +1,1 @@
+"""Flink SQL of the project: DDL and views derived from the event contract, plus .sql files."""
