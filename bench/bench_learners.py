@@ -172,8 +172,8 @@ SPECS = [
          _bandit_row, _bandit_event, lambda r: None, ARMS),
     Spec("LinUCB(d=8)", lambda: LinUCB(FEATURES, seed=1), lambda: bandit.LinUCBDisjoint(alpha=1.0, seed=1),
          _river_lin_update, lambda p, c, a: p.pull(a, c), _linear_row, _linear_event, _linear_context, ARMS),
-    Spec("BidAgent", lambda: BidAgent(MULTIPLIERS, 100.0, max_bid=2.0, seed=1), _river_cells, _river_cell_update,
-         _river_cell_choose, _bid_row, _bid_event, _bid_context, MULTIPLIERS,
+    Spec("BidAgent", lambda: BidAgent(MULTIPLIERS, 100.0, max_bid=2.0, seed=1), _river_cells,
+         _river_cell_update, _river_cell_choose, _bid_row, _bid_event, _bid_context, MULTIPLIERS,
          "River reference: stats.Mean per (block, segment, multiplier) cell, greedy lookup"),
     Spec("BudgetPacer", lambda: BudgetPacer(100.0, seed=1), _river_cells, _river_cell_update,
          _river_cell_choose, _pacer_row, _pacer_event, _pacer_context, RATES,
@@ -233,8 +233,8 @@ def _choose_latency(spec: Spec, n_calls: int) -> tuple[float, float, float, floa
         t0 = time.perf_counter_ns()
         spec.river_choose(river, ctx, arms)
         theirs.append((time.perf_counter_ns() - t0) / 1e3)
-    return (_percentile(ours, 0.5), _percentile(ours, 0.99), _percentile(theirs, 0.5), _percentile(theirs, 0.99),
-            first_ms)  # fmt: skip
+    ours_p = (_percentile(ours, 0.5), _percentile(ours, 0.99))
+    return (*ours_p, _percentile(theirs, 0.5), _percentile(theirs, 0.99), first_ms)
 
 
 def _params_size(spec: Spec) -> tuple[int, float, float]:
@@ -289,21 +289,23 @@ def main(argv: list[str] | None = None) -> int:
             return "–" if v != v else f"{v:,.0f}"
 
         lines.append(
-            f"| {spec.name} | {o1:,.0f} | {t1:,.0f} | {o1 / t1:.2f} | {o100:,.0f} | {t100:,.0f} | {o100 / t100:.0f} "
+            f"| {spec.name} | {o1:,.0f} | {t1:,.0f} | {o1 / t1:.2f} "
+            f"| {o100:,.0f} | {t100:,.0f} | {o100 / t100:.0f} "
             f"| {p50:.1f} | {p99:.1f} | {rp50:.1f} | {rp99:.1f} | {first:.2f} | {size:,} | {fmt(per_arm)} "
             f"| {fmt(per_arm_disc)} |"
         )
         print(lines[-1], flush=True)
     notes = [
         "",
-        f"Median of {args.runs} runs; {N_ARMS} arms (creatives `c00-cr0`..), LinUCB d={D}, bid agent 24 blocks x "
-        f"{len(SEGMENTS)} segments x {len(MULTIPLIERS)} multipliers, pacer 24 blocks x {len(RATES)} rates.",
+        f"Median of {args.runs} runs; {N_ARMS} arms (creatives `c00-cr0`..), LinUCB d={D}, "
+        f"bid agent 24 blocks x {len(SEGMENTS)} segments x {len(MULTIPLIERS)} multipliers, "
+        f"pacer 24 blocks x {len(RATES)} rates.",
         "An aggregate is one (state, arm) row summarising E events; River absorbs the same E events with one "
         "update call each (it has no aggregate input), so its aggregates/s is its events/s divided by E.",
         "choose: steady state on a cached plan; 'first choose after update' is the one-off cost per version "
         "(Thompson quadrature for the exact propensities, LinUCB inversions, bid-agent re-planning).",
-        "params: compact JSON after 24 hourly updates; B/arm = (bytes with 10 arms - bytes with none) / 10, with "
-        "integral counts (no half-life) and with full-precision discounted floats (2 h half-life).",
+        "params: compact JSON after 24 hourly updates; B/arm = (bytes with 10 arms - bytes with none) / 10, "
+        "with integral counts (no half-life) and with full-precision discounted floats (2 h half-life).",
         *(f"{s.name}: {s.note}" for s in SPECS if s.note),
         f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
     ]
