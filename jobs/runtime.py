@@ -19,7 +19,10 @@ from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
 FLINK_CONF = ROOT / "flink-conf" / "config.yaml"
-JAR_DIR = Path(os.environ.get("ADLOOP_WORK_DIR", ROOT / ".work")) / "jars" / "flink"
+
+
+def jar_dir() -> Path:
+    return Path(os.environ.get("ADLOOP_WORK_DIR", ROOT / ".work")) / "jars" / "flink"
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -38,10 +41,11 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def connector_jars(jar_dir: Path = JAR_DIR) -> list[str]:
-    jars = sorted(jar_dir.glob("*.jar"))
+def connector_jars(directory: Path | None = None) -> list[str]:
+    directory = directory or jar_dir()
+    jars = sorted(directory.glob("*.jar"))
     if not any(j.name.startswith("flink-sql-connector-kafka") for j in jars):
-        raise RuntimeError(f"Flink connector jars missing in {jar_dir}: run scripts/setup.sh")
+        raise RuntimeError(f"Flink connector jars missing in {directory}: run scripts/setup.sh")
     return [j.as_uri() for j in jars]
 
 

@@ -135,7 +135,7 @@ FROM {raw_table}"""
 def _typed_columns(topic: str) -> list[str]:
     cols = []
     for col in events.columns(topic):
-        cols.append(f"TRY_CAST(JSON_VALUE(payload, '$.{col.name}') AS {col.sql_type}) AS {col.name}")
+        cols.append(f"TRY_CAST(JSON_VALUE(payload, '$.{col.name}') AS {col.sql_type}) AS `{col.name}`")
     spec = events.schema(topic)["properties"]
     if "features" in spec:
         cols.append("TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features")
