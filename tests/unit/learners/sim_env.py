@@ -1,0 +1,193 @@
+"""A minimal auction environment on top of ``sim.market`` for checking learners against ground truth.
+
+``sim.simulator`` emits the full noisy event stream (JSON records, attribution inputs) for the
+feedback job; checking learners needs only the market's ground truth and a fast loop: requests
+with segments and market prices, a second-price auction, clicks drawn from the true CTRs. This
+module builds that loop from what ``sim.market`` exposes (``Market``, ``true_ctr``/``ctr``,
+``best_creative``, ``sample_market_prices``, campaigns with budgets and base bids).
+
+All draws of a (campaign, day) are made up front from a seed, independent of the bidder, so two
+bidders run on the same seed face the same requests, prices and click draws (common random
+numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from learners.batch import ArmStats, Batch
+from sim.config import DAY_MS, HOUR_MS, SimConfig
+from sim.market import Campaign, Market
+
+
+def market(seed: int = 7, **overrides: object) -> Market:
+    return Market(SimConfig(seed=seed, **overrides))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DayDraws:
+    """Every random draw of one campaign's day, in time order."""
+
+    hour: np.ndarray  # time block of each request
+    elapsed: np.ndarray  # fraction of the hour elapsed
+    segment: np.ndarray  # segment index
+    price: np.ndarray  # market price (highest competing bid)
+    u_click: np.ndarray
+    u_pace: np.ndarray
+    u_policy: np.ndarray
+
+
+def day_draws(m: Market, camp: Campaign, day: int, seed: int) -> DayDraws:
+    """Requests of one campaign over one day: diurnal Poisson volume as the simulator draws it."""
+    rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(camp.index, day)))
+    cfg = m.config
+    hours, elapsed = [], []
+    for h in range(24):
+        rate = cfg.requests_per_day / 24 * (1 + cfg.diurnal_amplitude * math.sin(2 * math.pi * (h - 6) / 24))
+        n = int(rng.poisson(rate * camp.traffic_share))
+        hours.append(np.full(n, h))
+        elapsed.append(np.sort(rng.random(n)))
+    hour = np.concatenate(hours)
+    n = len(hour)
+    seg = m.user_segment[m.sample_users(rng, n)]
+    return DayDraws(
+        hour=hour,
+        elapsed=np.concatenate(elapsed),
+        segment=seg,
+        price=m.sample_market_prices(rng, seg),
+        u_click=rng.random(n),
+        u_pace=rng.random(n),
+        u_policy=rng.random(n),
+    )
+
+
+@dataclass
+class DayResult:
+    spend: float = 0.0
+    clicks: int = 0
+    wins: int = 0
+    requests: int = 0
+    spend_by_hour: list[float] = field(default_factory=lambda: [0.0] * 24)
+
+
+# A bidder sees (hour, elapsed, segment, remaining budget) and returns (bid, arm label, pacing rate).
+Bidder = Callable[[int, float, str, float], tuple[float, str, float]]
+# Called at the end of each hour with that hour's aggregate rows.
+OnBlock = Callable[[int, list[ArmStats]], None]
+
+
+def run_day(
+    m: Market,
+    camp: Campaign,
+    draws: DayDraws,
+    bidder: Bidder,
+    *,
+    budget: float,
+    on_block: OnBlock | None = None,
+    state_key: Callable[[int, str], str] = lambda h, s: f"{h}|{s}",
+) -> DayResult:
+    """One day of second-price auctions for ``camp``, showing its best creative per segment.
+
+    A request is entered with probability ``pacing rate``, the bid is capped at the remaining
+    budget, a win costs the market price, a click follows with the true CTR.
+    """
+    ctr = {s: m.true_ctr(camp.campaign_id, s, m.best_creative(camp.campaign_id, s)) for s in m.segments}
+    result = DayResult()
+    cells: dict[tuple[str, str], list[float]] = {}
+    hour_now = 0
+
+    def flush(h: int) -> None:
+        rows = [
+            ArmStats(arm=arm, state=state, trials=n, reward_sum=c, reward_sq_sum=c, cost_sum=k)
+            for (state, arm), (n, c, k) in cells.items()
+        ]
+        cells.clear()
+        if on_block is not None:
+            on_block(h, rows)
+
+    for i in range(len(draws.hour)):
+        h = int(draws.hour[i])
+        while h > hour_now:
+            flush(hour_now)
+            hour_now += 1
+        remaining = budget - result.spend
+        if remaining <= budget * 1e-3:
+            continue  # exhausted, as the simulator does
+        s = m.segments[int(draws.segment[i])]
+        result.requests += 1
+        bid, arm, rate = bidder(h, float(draws.elapsed[i]), s, remaining)
+        cell = cells.setdefault((state_key(h, s), arm), [0.0, 0.0, 0.0])
+        cell[0] += 1
+        if draws.u_pace[i] >= rate:
+            continue
+        bid = min(bid, remaining)
+        price = float(draws.price[i])
+        if bid < price:
+            continue
+        result.wins += 1
+        result.spend += price
+        result.spend_by_hour[h] += price
+        cell[2] += price
+        if draws.u_click[i] < ctr[s]:
+            result.clicks += 1
+            cell[1] += 1
+    while hour_now < 24:
+        flush(hour_now)
+        hour_now += 1
+    return result
+
+
+def window_end(day: int, hour: int) -> int:
+    return day * DAY_MS + (hour + 1) * HOUR_MS - 1
+
+
+def batch_of(rows: list[ArmStats], day: int, hour: int) -> Batch:
+    return Batch(tuple(rows), window_end=window_end(day, hour))
+
+
+# -- experiments shared by the tests and the benchmark's curves ----------------------------------
+
+
+@dataclass
+class CreativeRun:
+    regret: np.ndarray  # per impression, summed over keys: best CTR - CTR of the creative shown
+    ctr_shown: np.ndarray  # per impression, summed over keys: true CTR of the creative shown
+    oracle: np.ndarray  # per impression, summed over keys: best CTR
+
+
+def creative_experiment(
+    m: Market, *, impressions: int, batch: int, grid: int = 256, seed: int = 0
+) -> CreativeRun:
+    """Thompson sampling per (campaign, segment) over the creatives, updated every ``batch`` impressions."""
+    from learners import ThompsonSampling
+
+    regret = np.zeros(impressions)
+    shown = np.zeros(impressions)
+    oracle = np.zeros(impressions)
+    for camp in m.campaigns:
+        arms = list(camp.creatives)
+        for s, seg in enumerate(m.segments):
+            ctr = np.array([m.true_ctr(camp.campaign_id, seg, cr) for cr in arms])
+            ts = ThompsonSampling(grid=grid, seed=seed * 1000 + camp.index * 10 + s)
+            rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(camp.index, s)))
+            u = rng.random(impressions)
+            for start in range(0, impressions, batch):
+                n = np.zeros(len(arms))
+                c = np.zeros(len(arms))
+                for k in range(start, min(start + batch, impressions)):
+                    j = arms.index(ts.choose(None, arms)[0])
+                    n[j] += 1
+                    c[j] += u[k] < ctr[j]
+                    shown[k] += ctr[j]
+                rows = [
+                    ArmStats(arm=a, trials=n[j], reward_sum=c[j], reward_sq_sum=c[j])
+                    for j, a in enumerate(arms)
+                ]
+                ts.update(Batch(tuple(r for r in rows if r.trials), window_end=start))
+            oracle += ctr.max()
+    regret = oracle - shown
+    return CreativeRun(regret=regret, ctr_shown=shown, oracle=oracle)
