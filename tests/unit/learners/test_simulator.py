@@ -12,11 +12,20 @@ import math
 import numpy as np
 import pytest
 
-from learners import BidAgent, BudgetPacer, ThompsonSampling
+from learners import BidAgent, BudgetPacer, Learner, ThompsonSampling
+from learners.batch import ArmStats
 from learners.ope import TabularRewardModel, evaluate
 from learners.safety import SafetyCaps
 from learners.warm_start import batch_from_logs
-from tests.unit.learners.sim_env import batch_of, creative_experiment, day_draws, market, run_day
+from tests.unit.learners.sim_env import (
+    Bidder,
+    OnBlock,
+    batch_of,
+    creative_experiment,
+    day_draws,
+    market,
+    run_day,
+)
 
 SEED = 7
 
@@ -139,6 +148,22 @@ def _unthrottled_spend(m, camp) -> float:  # type: ignore[no-untyped-def]
     return m.config.requests_per_day * camp.traffic_share * per_request
 
 
+def _paced_bidder(pacer: BudgetPacer, bid: float) -> Bidder:
+    def bidder(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
+        ctx = {"time_block": h, "remaining_budget": left, "block_elapsed": elapsed}
+        rate, _ = pacer.choose(ctx, RATES)
+        return bid, str(rate), float(rate) if pacer.admit(left, bid) else 0.0  # hard cap
+
+    return bidder
+
+
+def _updater(learner: Learner, day: int) -> OnBlock:
+    def on_block(hour: int, rows: list[ArmStats]) -> None:
+        learner.update(batch_of(rows, day, hour))
+
+    return on_block
+
+
 def test_budget_pacer_ends_the_day_within_5_percent_of_budget_and_never_over(m) -> None:  # type: ignore[no-untyped-def]
     """Every campaign bids its base bid; the pacer throttles. Budget: the campaign's daily budget,
     or 60% of its unthrottled spend when that is lower (pacing needs traffic to pace)."""
@@ -147,20 +172,13 @@ def test_budget_pacer_ends_the_day_within_5_percent_of_budget_and_never_over(m) 
         budget = min(camp.daily_budget, 0.6 * _unthrottled_spend(m, camp))
         pacer = BudgetPacer(budget, seed=camp.index)
         for day in range(days):
-
-            def bidder(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
-                ctx = {"time_block": h, "remaining_budget": left, "block_elapsed": elapsed}
-                rate, _ = pacer.choose(ctx, RATES)
-                bid = camp.base_bid
-                return bid, rate, float(rate) if pacer.admit(left, bid) else 0.0
-
             result = run_day(
                 m,
                 camp,
                 day_draws(m, camp, day, seed=SEED),
-                bidder,
+                _paced_bidder(pacer, camp.base_bid),
                 budget=budget,
-                on_block=lambda h, rows, day=day: pacer.update(batch_of(rows, day, h)),
+                on_block=_updater(pacer, day),
                 state_key=lambda h, s: str(h),
             )
             assert result.spend <= budget  # never over, on any day, including the first
@@ -175,6 +193,24 @@ def test_budget_pacer_ends_the_day_within_5_percent_of_budget_and_never_over(m) 
 # -- bid agent -----------------------------------------------------------------------------------
 
 
+def _agent_bidder(agent: BidAgent, base_bid: float, arms: list[str]) -> Bidder:
+    def bidder(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
+        ctx = {"time_block": h, "segment": seg, "remaining_budget": left, "base_bid": base_bid}
+        arm, _ = agent.choose(ctx, arms)
+        return agent.bid(ctx, arm), str(arm), 1.0
+
+    return bidder
+
+
+def _linear_bidder(caps: SafetyCaps, bids: dict[str, float]) -> Bidder:
+    """Linear bidding: ``bids[segment] = base * CTR(segment) / average CTR``, under the same caps."""
+
+    def bidder(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
+        return caps.cap(bids[seg], left), "linear", 1.0
+
+    return bidder
+
+
 def _bid_comparison(m, *, train_days: int, test_days: int):  # type: ignore[no-untyped-def]
     """RL clicks/spend and linear-bidding clicks/spend at equal spend, summed over campaigns."""
     mults = [f"{x:g}" for x in m.config.bid_multipliers]
@@ -185,35 +221,26 @@ def _bid_comparison(m, *, train_days: int, test_days: int):  # type: ignore[no-u
         caps = SafetyCaps(max_bid=10 * camp.base_bid)
         agent = BidAgent(mults, budget, epsilon=0.2, max_bid=caps.max_bid, seed=camp.index)
         for day in range(train_days):
-
-            def explore(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
-                ctx = {"time_block": h, "segment": seg, "remaining_budget": left, "base_bid": camp.base_bid}
-                arm, _ = agent.choose(ctx, mults)
-                return agent.bid(ctx, arm), str(arm), 1.0
-
             draws = day_draws(m, camp, day, seed=SEED)
-            on_block = lambda h, rows, day=day: agent.update(batch_of(rows, day, h))  # noqa: E731
-            run_day(m, camp, draws, explore, budget=budget, on_block=on_block)
+            run_day(
+                m,
+                camp,
+                draws,
+                _agent_bidder(agent, camp.base_bid, mults),
+                budget=budget,
+                on_block=_updater(agent, day),
+            )
         params = agent.to_params()
         greedy = BidAgent.from_params(params | {"config": params["config"] | {"epsilon": 0.0}}, seed=0)
         ctr = {s: m.true_ctr(camp.campaign_id, s, m.best_creative(camp.campaign_id, s)) for s in m.segments}
         avg_ctr = sum(share[i] * ctr[s] for i, s in enumerate(m.segments))
 
-        def linear(base: float):  # type: ignore[no-untyped-def]
-            def bid(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
-                return caps.cap(base * ctr[seg] / avg_ctr, left), "linear", 1.0
-
-            return bid
+        def linear(base: float, caps: SafetyCaps = caps, ctr: dict = ctr, avg: float = avg_ctr) -> Bidder:
+            return _linear_bidder(caps, {s: base * c / avg for s, c in ctr.items()})
 
         for day in range(train_days, train_days + test_days):
             draws = day_draws(m, camp, day, seed=SEED)
-
-            def rl(h: int, elapsed: float, seg: str, left: float) -> tuple[float, str, float]:
-                ctx = {"time_block": h, "segment": seg, "remaining_budget": left, "base_bid": camp.base_bid}
-                arm, _ = greedy.choose(ctx, mults)
-                return greedy.bid(ctx, arm), str(arm), 1.0
-
-            r = run_day(m, camp, draws, rl, budget=budget)
+            r = run_day(m, camp, draws, _agent_bidder(greedy, camp.base_bid, mults), budget=budget)
             # Linear bidding at equal spend: the smallest base whose spend reaches the RL spend.
             lo, hi = 0.0, caps.max_bid * 2
             for _ in range(30):
