@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
@@ -35,7 +36,7 @@ class Column:
     required: bool
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(topic: str, version: int = CURRENT_VERSION) -> dict[str, Any]:
     """The JSON schema of ``topic`` at ``version``; ValueError names what exists otherwise."""
     path = SCHEMA_DIR / f"{topic}.v{version}.json"
@@ -45,7 +46,7 @@ def schema(topic: str, version: int = CURRENT_VERSION) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(topic: str, version: int) -> Draft202012Validator:
     return Draft202012Validator(schema(topic, version))
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -85,9 +86,12 @@ class AppConfig:
 
     def replace(self, **sections: Mapping[str, Any]) -> AppConfig:
         """A copy with some keys of some sections changed, validated like a loaded file."""
-        raw = {name: {**dataclasses.asdict(getattr(self, name)), **values} for name, values in sections.items()}
-        return _build({**{f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)},
-                       **raw})
+        raw = {
+            name: {**dataclasses.asdict(getattr(self, name)), **values} for name, values in sections.items()
+        }
+        return _build(
+            {**{f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}, **raw}
+        )
 
 
 def _bad(key: str, expected: str, found: Any) -> None:
@@ -151,5 +155,7 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -
             env_key = f"{ENV_PREFIX}{f.name}_{key}".upper()
             if env_key in env:
                 target = type(getattr(section, key))
-                raw.setdefault(f.name, {})[key] = _coerce(f"{f.name}.{key} (from {env_key})", env[env_key], target)
+                raw.setdefault(f.name, {})[key] = _coerce(
+                    f"{f.name}.{key} (from {env_key})", env[env_key], target
+                )
     return _build(raw)

@@ -28,8 +28,10 @@ SOURCES = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CO
 
 
 def _sink_options(topic: str, bootstrap: str) -> str:
-    return (f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
-            "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'")
+    return (
+        f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
+        "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'"
+    )
 
 
 def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> None:
@@ -53,10 +55,10 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
     bootstrap = cfg.kafka.bootstrap_servers
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ({_sink_options(cfg.kafka.topic('dlq'), bootstrap)})""")
+) WITH ({_sink_options(cfg.kafka.topic("dlq"), bootstrap)})""")
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS events_sink (
   source STRING, event_id STRING, ts BIGINT, entity_id STRING, campaign_id STRING
-) WITH ({_sink_options(cfg.kafka.topic('events'), bootstrap)})""")
+) WITH ({_sink_options(cfg.kafka.topic("events"), bootstrap)})""")
 
     statements = t_env.create_statement_set()
     dead_letters = " UNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)

@@ -62,7 +62,9 @@ def flink_configuration(overrides: dict[str, str] | None = None) -> Configuratio
     return conf
 
 
-def table_environment(parallelism: int = 1, overrides: dict[str, str] | None = None) -> StreamTableEnvironment:
+def table_environment(
+    parallelism: int = 1, overrides: dict[str, str] | None = None
+) -> StreamTableEnvironment:
     """A streaming table environment on the mini-cluster (or the cluster ``flink run`` targets)."""
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(overrides))
     env.set_parallelism(parallelism)

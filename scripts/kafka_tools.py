@@ -18,7 +18,8 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 2, tim
     names = list(names)
     client = admin(bootstrap)  # keep a reference: the futures fail if the client is collected
     futures = client.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names], request_timeout=timeout_s
+        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
+        request_timeout=timeout_s,
     )
     for name, future in futures.items():
         try:
@@ -46,8 +47,10 @@ def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int
         meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         if meta.error is not None:
             raise RuntimeError(f"topic {topic!r} on {bootstrap}: {meta.error}")
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-                for p in meta.partitions}
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+            for p in meta.partitions
+        }
     finally:
         consumer.close()
 
@@ -56,8 +59,15 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]
     """Every value in ``topic`` up to its end offsets at call time, in partition order."""
     ends = end_offsets(bootstrap, topic)
     remaining = {p: end for p, end in ends.items() if end > 0}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"adloop-read-{time.monotonic_ns()}",
-                         "enable.auto.commit": False, "log_level": 0, "isolation.level": "read_committed"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"adloop-read-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+            "isolation.level": "read_committed",
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
     values: list[bytes] = []
     deadline = time.monotonic() + timeout_s
@@ -72,5 +82,7 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]
     finally:
         consumer.close()
     if remaining:
-        raise TimeoutError(f"reading {topic!r}: partitions {sorted(remaining)} not read to the end in {timeout_s}s")
+        raise TimeoutError(
+            f"reading {topic!r}: partitions {sorted(remaining)} not read to the end in {timeout_s}s"
+        )
     return values

@@ -50,7 +50,9 @@ class Services:
     def load(cls, work_dir: Path) -> Services:
         path = work_dir / "services" / "services.json"
         if not path.exists():
-            raise ServiceError(f"no services running: {path} not found (run: python -m scripts.services start)")
+            raise ServiceError(
+                f"no services running: {path} not found (run: python -m scripts.services start)"
+            )
         return cls(**json.loads(path.read_text()))
 
 
@@ -94,7 +96,9 @@ def pid_alive(pid: int) -> bool:
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise ServiceError("java not found on PATH: install a JDK 17 (apt-get install openjdk-17-jdk-headless)")
+        raise ServiceError(
+            "java not found on PATH: install a JDK 17 (apt-get install openjdk-17-jdk-headless)"
+        )
     return java
 
 
@@ -107,7 +111,9 @@ def _kafka_classpath(jars: Path) -> str:
 def _redis_server() -> str:
     exe = shutil.which("redis-server")
     if exe is None:
-        raise ServiceError("redis-server not found on PATH: run scripts/setup.sh (apt-get install redis-server)")
+        raise ServiceError(
+            "redis-server not found on PATH: run scripts/setup.sh (apt-get install redis-server)"
+        )
     return exe
 
 
@@ -171,7 +177,9 @@ def _wait(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise ServiceError(f"{what} exited with status {proc.returncode} at start: {' '.join(tail)} (log: {log})")
+            raise ServiceError(
+                f"{what} exited with status {proc.returncode} at start: {' '.join(tail)} (log: {log})"
+            )
         if check():
             return
         time.sleep(0.25)
@@ -205,8 +213,10 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
     if existing.exists():
         running = Services(**json.loads(existing.read_text()))
         if pid_alive(running.kafka_pid) and pid_alive(running.redis_pid):
-            raise ServiceError(f"services already running (kafka {running.kafka_bootstrap}, "
-                               f"redis {running.redis_url}): run stop first")
+            raise ServiceError(
+                f"services already running (kafka {running.kafka_bootstrap}, "
+                f"redis {running.redis_url}): run stop first"
+            )
         existing.unlink()
     java = _java()
     classpath = _kafka_classpath(wd / "jars" / "kafka")
@@ -227,8 +237,24 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
     (home / "redis-data").mkdir(parents=True)
 
     redis_log = home / "redis.log"
-    redis = _spawn([redis_exe, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-                    "--appendonly", "no", "--dir", str(home / "redis-data"), "--protected-mode", "yes"], redis_log)
+    redis = _spawn(
+        [
+            redis_exe,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(redis_port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(home / "redis-data"),
+            "--protected-mode",
+            "yes",
+        ],
+        redis_log,
+    )
     try:
         _wait(lambda: _redis_ping(redis_port), f"Redis on 127.0.0.1:{redis_port}", redis, redis_log)
 
@@ -239,8 +265,12 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
         _log4j2(log4j, kafka_log)
         jvm = [java, "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                             capture_output=True, text=True, timeout=60)
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if fmt.returncode != 0:
             last = (fmt.stderr or fmt.stdout).strip().splitlines()[-1:]
             raise ServiceError(f"Kafka storage format failed: {' '.join(last)}")
@@ -252,11 +282,27 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
         raise
 
     watchdog = subprocess.Popen(
-        [sys.executable, "-m", "scripts.services", "_watchdog", "--ttl", str(ttl_s),
-         "--owner-pid", str(owner_pid or 0), "--pids", str(kafka.pid), str(redis.pid)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "scripts.services",
+            "_watchdog",
+            "--ttl",
+            str(ttl_s),
+            "--owner-pid",
+            str(owner_pid or 0),
+            "--pids",
+            str(kafka.pid),
+            str(redis.pid),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    services = Services(bootstrap, f"redis://127.0.0.1:{redis_port}/0", kafka.pid, redis.pid, watchdog.pid, str(wd))
+    services = Services(
+        bootstrap, f"redis://127.0.0.1:{redis_port}/0", kafka.pid, redis.pid, watchdog.pid, str(wd)
+    )
     existing.write_text(json.dumps(asdict(services), indent=2))
     return services
 
@@ -267,8 +313,11 @@ def stop() -> list[str]:
         return []
     services = Services(**json.loads(path.read_text()))
     stopped = []
-    for name, pid in (("kafka", services.kafka_pid), ("redis", services.redis_pid),
-                      ("watchdog", services.watchdog_pid)):
+    for name, pid in (
+        ("kafka", services.kafka_pid),
+        ("redis", services.redis_pid),
+        ("watchdog", services.watchdog_pid),
+    ):
         if _terminate(pid):
             stopped.append(f"{name} (pid {pid})")
     path.unlink()
@@ -331,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "start":
             s = start(args.ttl, args.owner_pid)
-            print(f"kafka {s.kafka_bootstrap} (pid {s.kafka_pid}); redis {s.redis_url} (pid {s.redis_pid}); "
-                  f"stop after {args.ttl:.0f}s")
+            print(
+                f"kafka {s.kafka_bootstrap} (pid {s.kafka_pid}); redis {s.redis_url} (pid {s.redis_pid}); "
+                f"stop after {args.ttl:.0f}s"
+            )
         elif args.command == "stop":
             stopped = stop()
             print("stopped " + ", ".join(stopped) if stopped else "nothing running")

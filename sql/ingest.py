@@ -77,7 +77,9 @@ def _field_checks(name: str, prop: dict[str, Any], required: bool) -> list[tuple
         checks.append((f"NOT REGEXP({wrapped}, '^\\[-?[0-9][0-9.eE+-]*\\]$')", f"wrong_type:{name}"))
     elif json_type == "array":
         as_array = f"JSON_QUERY(payload, {path} RETURNING ARRAY<STRING>)"
-        checks.append((f"JSON_QUERY(payload, {path}) NOT LIKE '[%' OR {as_array} IS NULL", f"wrong_type:{name}"))
+        checks.append(
+            (f"JSON_QUERY(payload, {path}) NOT LIKE '[%' OR {as_array} IS NULL", f"wrong_type:{name}")
+        )
         if prop.get("items", {}).get("type") == "number":
             checks.append((f"TRY_CAST({as_array} AS ARRAY<DOUBLE>) IS NULL", f"wrong_type:{name}"))
         if prop.get("minItems"):
@@ -95,9 +97,13 @@ def _decision_checks(prop: dict[str, Any]) -> list[tuple[str, str]]:
     for field in prop["items"]["required"]:
         values = f"JSON_QUERY(payload, '$.decisions[*].{field}' RETURNING ARRAY<STRING>)"
         checks.append((f"COALESCE(CARDINALITY({values}), 0) <> {count}", f"missing_field:decisions.{field}"))
-    propensities = "TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)"
+    propensities = (
+        "TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)"
+    )
     checks.append((f"{propensities} IS NULL", "wrong_type:decisions.propensity"))
-    checks.append((f"ARRAY_MIN({propensities}) <= 0 OR ARRAY_MAX({propensities}) > 1", "propensity_out_of_range"))
+    checks.append(
+        (f"ARRAY_MIN({propensities}) <= 0 OR ARRAY_MAX({propensities}) > 1", "propensity_out_of_range")
+    )
     return checks
 
 
@@ -108,9 +114,15 @@ def reason_expression(topic: str, max_future_ms: int) -> str:
     branches = [
         ("payload IS NULL", "invalid_json"),
         # Flink's JSON parser rejects NaN/Infinity; name them instead of calling them invalid JSON.
-        ("NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\\[]\\s*-?(NaN|Infinity)')", "non_finite_number"),
+        (
+            "NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\\[]\\s*-?(NaN|Infinity)')",
+            "non_finite_number",
+        ),
         ("NOT (payload IS JSON OBJECT)", "invalid_json"),
-        (f"COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ({versions})", "unknown_schema_version"),
+        (
+            f"COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ({versions})",
+            "unknown_schema_version",
+        ),
     ]
     required = set(spec["required"])
     for name, prop in spec["properties"].items():
@@ -138,7 +150,9 @@ def _typed_columns(topic: str) -> list[str]:
         cols.append(f"TRY_CAST(JSON_VALUE(payload, '$.{col.name}') AS {col.sql_type}) AS `{col.name}`")
     spec = events.schema(topic)["properties"]
     if "features" in spec:
-        cols.append("TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features")
+        cols.append(
+            "TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features"
+        )
     if "decisions" in spec:
         cols.append("JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) AS decisions")
     return cols
@@ -156,5 +170,7 @@ WHERE reason IS NULL"""
 
 def dlq_select(topic: str) -> str:
     """Dead-letter rows of ``topic``: the raw payload, the reason and where it was read."""
-    return (f"SELECT payload, reason, src_topic, src_partition, src_offset "
-            f"FROM checked_{STEMS[topic]} WHERE reason IS NOT NULL")
+    return (
+        f"SELECT payload, reason, src_topic, src_partition, src_offset "
+        f"FROM checked_{STEMS[topic]} WHERE reason IS NOT NULL"
+    )

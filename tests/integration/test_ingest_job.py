@@ -46,8 +46,12 @@ def produced(services, unique_prefix):
 
 def test_job_splits_valid_events_and_dead_letters(services, unique_prefix, produced):
     cfg = app_config.AppConfig().replace(
-        kafka={"bootstrap_servers": services.kafka_bootstrap, "topic_prefix": unique_prefix,
-               "bounded": True, "group_id": f"{unique_prefix}job"},
+        kafka={
+            "bootstrap_servers": services.kafka_bootstrap,
+            "topic_prefix": unique_prefix,
+            "bounded": True,
+            "group_id": f"{unique_prefix}job",
+        },
     )
     feedback_job.run(cfg)
 

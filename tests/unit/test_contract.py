@@ -7,8 +7,16 @@ from contract.events import CLICKS, CONVERSIONS, IMPRESSIONS, columns, rejection
 
 def _impression(**overrides):
     record = {
-        "schema_version": 1, "event_id": "e1", "impression_id": "i1", "ts": 1_000, "user_id": "u1",
-        "campaign_id": "c1", "segment": "s1", "creative_id": "cr1", "bid_price": 1.2, "win_price": 0.8,
+        "schema_version": 1,
+        "event_id": "e1",
+        "impression_id": "i1",
+        "ts": 1_000,
+        "user_id": "u1",
+        "campaign_id": "c1",
+        "segment": "s1",
+        "creative_id": "cr1",
+        "bid_price": 1.2,
+        "win_price": 0.8,
         "features": [1.0, 0.5],
         "decisions": [{"agent": "creative", "action": "cr1", "propensity": 0.5, "policy_version": 3}],
     }
@@ -27,10 +35,14 @@ def test_valid_impression_has_no_reason():
         ({"win_price": -0.1}, "win_price"),
         ({"win_price": float("nan")}, "non-finite"),
         ({"ts": "yesterday"}, "ts"),
-        ({"decisions": [{"agent": "bid", "action": "1.0", "propensity": 0.0, "policy_version": 1}]},
-         "propensity"),
-        ({"decisions": [{"agent": "bid", "action": "1.0", "propensity": 1.5, "policy_version": 1}]},
-         "propensity"),
+        (
+            {"decisions": [{"agent": "bid", "action": "1.0", "propensity": 0.0, "policy_version": 1}]},
+            "propensity",
+        ),
+        (
+            {"decisions": [{"agent": "bid", "action": "1.0", "propensity": 1.5, "policy_version": 1}]},
+            "propensity",
+        ),
     ],
 )
 def test_bad_impression_names_the_field(overrides, fragment):
@@ -55,5 +67,12 @@ def test_unknown_schema_file_names_what_exists():
 
 def test_columns_typed_for_sql():
     cols = {c.name: c.sql_type for c in columns(CONVERSIONS)}
-    assert cols == {"schema_version": "BIGINT", "event_id": "STRING", "conversion_id": "STRING", "ts": "BIGINT",
-                    "user_id": "STRING", "campaign_id": "STRING", "value": "DOUBLE"}
+    assert cols == {
+        "schema_version": "BIGINT",
+        "event_id": "STRING",
+        "conversion_id": "STRING",
+        "ts": "BIGINT",
+        "user_id": "STRING",
+        "campaign_id": "STRING",
+        "value": "DOUBLE",
+    }
