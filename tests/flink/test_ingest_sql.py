@@ -1,0 +1,76 @@
+"""The generated validation SQL, run on the mini-cluster: one reason per kind of bad payload."""
+
+from __future__ import annotations
+
+import json
+
+from contract import events
+from sql import ingest
+
+GOOD_IMPRESSION = {
+    "schema_version": 1,
+    "event_id": "e1",
+    "impression_id": "i1",
+    "ts": 1_735_689_600_000,
+    "user_id": "u1",
+    "campaign_id": "c1",
+    "segment": "s1",
+    "creative_id": "cr1",
+    "bid_price": 1.2,
+    "win_price": 0.8,
+    "features": [1.0, 0.5],
+    "decisions": [
+        {"agent": "creative", "action": "cr1", "propensity": 0.25, "policy_version": 3},
+        {"agent": "bid", "action": "1.25", "propensity": 1, "policy_version": 3},
+    ],
+}
+
+
+def _with(**changes) -> str:
+    record = {**GOOD_IMPRESSION, **changes}
+    return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+def _decision(**changes) -> list[dict]:
+    return [{**GOOD_IMPRESSION["decisions"][0], **changes}]
+
+
+CASES = {
+    "valid": (json.dumps(GOOD_IMPRESSION), None),
+    "integer money is still a number": (_with(win_price=1), None),
+    "not json": ('{"schema_version": 1, "event_id": ', "invalid_json"),
+    "a json array": ("[1, 2]", "invalid_json"),
+    "NaN money": (
+        json.dumps(GOOD_IMPRESSION).replace('"win_price": 0.8', '"win_price": NaN'),
+        "non_finite_number",
+    ),
+    "unknown version": (_with(schema_version=2), "unknown_schema_version"),
+    "no version": (_with(schema_version=...), "unknown_schema_version"),
+    "missing user": (_with(user_id=...), "missing_field:user_id"),
+    "null user counts as missing": (_with(user_id=None), "missing_field:user_id"),
+    "ts as string": (_with(ts="1735689600000"), "wrong_type:ts"),
+    "ts fractional": (_with(ts=1.5), "wrong_type:ts"),
+    "campaign as number": (_with(campaign_id=7), "wrong_type:campaign_id"),
+    "negative cost": (_with(win_price=-0.01), "negative_value:win_price"),
+    "features not numbers": (_with(features=["a"]), "wrong_type:features"),
+    "no decisions": (_with(decisions=[]), "missing_field:decisions"),
+    "decision without propensity": (
+        _with(decisions=[{"agent": "bid", "action": "1", "policy_version": 1}]),
+        "missing_field:decisions.propensity",
+    ),
+    "propensity zero": (_with(decisions=_decision(propensity=0)), "propensity_out_of_range"),
+    "propensity above one": (_with(decisions=_decision(propensity=1.01)), "propensity_out_of_range"),
+    "far future": (_with(ts=4_102_444_800_000), "future_timestamp"),
+}
+
+
+def test_every_bad_payload_gets_its_reason(t_env):
+    names = list(CASES)
+    rows = [(CASES[n][0], "ad.impressions", 0, i) for i, n in enumerate(names)]
+    t_env.create_temporary_view(
+        "raw_probe", t_env.from_elements(rows, ["payload", "src_topic", "src_partition", "src_offset"])
+    )
+    t_env.execute_sql(ingest.checked_view_ddl(events.IMPRESSIONS, "raw_probe", max_future_ms=86_400_000))
+    with t_env.execute_sql("SELECT src_offset, reason FROM checked_impressions").collect() as results:
+        got = {names[row[0]]: row[1] for row in results}
+    assert got == {name: reason for name, (_, reason) in CASES.items()}
