@@ -24,6 +24,9 @@ Fields of one aggregate row (:class:`ArmStats`), all sums over the micro-batch:
     logged with the decision that earned it. Exp3 uses it as its importance-weighted estimate.
 ``cost_sum``
     Spend (win price paid) attributed to the rows; used by the bid and budget agents.
+``wins``
+    Auctions won among the trials (bid agent: the value per win, e.g. the CTR, does not depend on
+    the bid, so value = win rate x value per win is estimated from many wins, not few clicks).
 ``xx`` / ``rx``
     Contextual learners only: ``Σ x xᵀ`` over the initial rows (flat, row-major, ``d * d`` values)
     and ``Σ r x`` over initial and delayed rows (``d`` values), ``x`` being the numeric context of
@@ -42,7 +45,7 @@ window), which learners with a half-life use to discount older evidence.
 ... )
 >>> batch.rows[0]
 ArmStats(arm='a', state='', trials=2.0, reward_sum=1.0, reward_sq_sum=1.0, delayed_sum=0.25, \
-ipw_reward_sum=2.5, cost_sum=0.0, xx=None, rx=None)
+ipw_reward_sum=2.5, cost_sum=0.0, wins=0.0, xx=None, rx=None)
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ __all__ = ["ArmID", "ArmStats", "Batch", "SCALAR_FIELDS"]
 
 ArmID = str | int
 
-SCALAR_FIELDS = ("trials", "reward_sum", "reward_sq_sum", "delayed_sum", "ipw_reward_sum", "cost_sum")
+SCALAR_FIELDS = ("trials", "reward_sum", "reward_sq_sum", "delayed_sum", "ipw_reward_sum", "cost_sum", "wins")
 
 
 def _check_finite(name: str, value: float) -> float:
@@ -78,6 +81,7 @@ class ArmStats:
     delayed_sum: float = 0.0
     ipw_reward_sum: float = 0.0
     cost_sum: float = 0.0
+    wins: float = 0.0
     xx: tuple[float, ...] | None = None
     rx: tuple[float, ...] | None = None
 
@@ -86,10 +90,10 @@ class ArmStats:
             raise ValueError(f"ArmStats: arm must be a str or int; got {type(self.arm).__name__}")
         for name in SCALAR_FIELDS:
             object.__setattr__(self, name, _check_finite(name, getattr(self, name)))
-        if self.trials < 0 or self.reward_sq_sum < 0 or self.cost_sum < 0:
+        if self.trials < 0 or self.reward_sq_sum < 0 or self.cost_sum < 0 or self.wins < 0:
             raise ValueError(
-                "ArmStats: trials, reward_sq_sum and cost_sum must be >= 0; got "
-                f"{self.trials}, {self.reward_sq_sum}, {self.cost_sum}"
+                "ArmStats: trials, reward_sq_sum, cost_sum and wins must be >= 0; got "
+                f"{self.trials}, {self.reward_sq_sum}, {self.cost_sum}, {self.wins}"
             )
         if (self.xx is None) != (self.rx is None):
             raise ValueError("ArmStats: xx and rx must be given together")
@@ -202,7 +206,8 @@ class Batch:
         """Aggregate reward rows, as the Flink SQL side does; the pure-Python reference.
 
         Each event has ``arm`` and ``reward``; optional ``state``, ``propensity`` (default 1),
-        ``cost``, ``delayed`` (default False) and, with ``features``, a ``context`` mapping.
+        ``cost``, ``won`` (default False), ``delayed`` (default False) and, with ``features``, a
+        ``context`` mapping.
         """
         acc: dict[tuple[str, ArmID], dict[str, Any]] = {}
         d = len(features) if features is not None else 0
@@ -223,6 +228,7 @@ class Batch:
                 a["reward_sq_sum"] += r * r
             a["ipw_reward_sum"] += r / p
             a["cost_sum"] += float(ev.get("cost", 0.0))
+            a["wins"] += float(bool(ev.get("won", False)) and not delayed)
             if features is not None:
                 ctx = ev["context"]
                 x = [float(ctx[f]) for f in features]

@@ -24,9 +24,13 @@ class BidAgent(Learner):
     (labels such as ``"1.25"``) on the campaign's base bid.
 
     **Sufficient statistics** (batch rows with ``state = f"{t}|{s}"``, ``arm`` = multiplier label):
-    ``trials`` = requests bid on, ``reward_sum + delayed_sum`` = attributed value (clicks and
-    conversion credit), ``cost_sum`` = spend. The learner keeps per ``(s, m)`` value and cost per
-    request, and per ``(t, s)`` requests per day; all additive, so batches can be split freely.
+    ``trials`` = requests bid on, ``wins`` = auctions won, ``reward_sum + delayed_sum`` = attributed
+    value (clicks and conversion credit), ``cost_sum`` = spend. The learner keeps per ``(s, m)``
+    those sums and per ``(t, s)`` requests per day; all additive, so batches can be split freely.
+    Value per request is modelled as ``win rate(s, m) * value per win(s)``: what a won impression
+    is worth does not depend on the bid that won it, so value per win is pooled over the
+    multipliers of a segment (many wins, few clicks per cell). Without ``wins`` the model falls back
+    to value per request per cell.
 
     **Q**: ``Q(t, b, s, m) = n(t, s) * (v(s, m) - λ(t, b) * k(s, m))``, where ``λ(t, b)`` is the
     shadow price of budget found by backward induction over blocks: for each ``(t, b)`` the joint
@@ -36,7 +40,7 @@ class BidAgent(Learner):
 
     **Caps**: :meth:`bid` never exceeds ``max_bid`` nor the remaining budget.
 
-    Params: ``"segments"``, ``"arms"``, ``"cells"`` (``[n, value, cost]`` per segment and arm, a
+    Params: ``"segments"``, ``"arms"``, ``"cells"`` (``[n, value, cost, wins]`` per segment and arm, a
     segment-major list), ``"volume"`` (requests per block and segment, summed over days), ``"days"``.
 
     Examples
@@ -94,7 +98,7 @@ class BidAgent(Learner):
         self.epsilon = epsilon
         self.max_bid = max_bid
         self.prior_trials = prior_trials
-        self._cells: dict[tuple[str, str], list[float]] = {}  # (segment, arm) -> [n, value, cost]
+        self._cells: dict[tuple[str, str], list[float]] = {}  # (segment, arm) -> [n, value, cost, wins]
         self._volume: dict[str, list[float]] = {}  # segment -> requests per block (summed over days)
         self._days = 0
         self._last_day: int | None = None
@@ -129,10 +133,11 @@ class BidAgent(Learner):
                 ) from None
             if not 0 <= block < self.n_blocks:
                 raise ValueError(f"BidAgent.update: time block must be in [0, {self.n_blocks}); got {block}")
-            cell = self._cells.setdefault((segment, str(row.arm)), [0.0, 0.0, 0.0])
+            cell = self._cells.setdefault((segment, str(row.arm)), [0.0, 0.0, 0.0, 0.0])
             cell[0] += weight * row.trials
             cell[1] += weight * row.total_reward
             cell[2] += weight * row.cost_sum
+            cell[3] += weight * row.wins
             self._volume.setdefault(segment, [0.0] * self.n_blocks)[block] += weight * row.trials
 
     def _scale(self, factor: float) -> None:
@@ -144,7 +149,7 @@ class BidAgent(Learner):
     def _state(self) -> dict[str, Any]:
         segments = sorted(self._volume)
         arms = sorted({a for _, a in self._cells}, key=float)
-        zero = [0.0, 0.0, 0.0]
+        zero = [0.0, 0.0, 0.0, 0.0]
         return {
             "segments": segments,
             "arms": arms,
@@ -178,13 +183,18 @@ class BidAgent(Learner):
 
     def _rates(self, segment: str, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Value and cost per request of each arm in ``segment``, shrunk to the segment's mean."""
-        cells = [self._cells.get((segment, a), [0.0, 0.0, 0.0]) for a in arms]
+        cells = [self._cells.get((segment, a), [0.0, 0.0, 0.0, 0.0]) for a in arms]
         n = sum(c[0] for c in cells)
+        wins = sum(c[3] for c in cells)
         mean_v = sum(c[1] for c in cells) / n if n else 0.0
         mean_k = sum(c[2] for c in cells) / n if n else 0.0
         w = self.prior_trials
-        value = np.array([(c[1] + w * mean_v) / (c[0] + w) for c in cells])
         cost = np.array([(c[2] + w * mean_k) / (c[0] + w) for c in cells])
+        if wins > 0:
+            per_win = sum(c[1] for c in cells) / wins
+            win_rate = np.array([(c[3] + w * wins / n) / (c[0] + w) for c in cells])
+            return win_rate * per_win, cost
+        value = np.array([(c[1] + w * mean_v) / (c[0] + w) for c in cells])
         return value, cost
 
     def _plan(self) -> np.ndarray:

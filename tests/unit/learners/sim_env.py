@@ -102,8 +102,8 @@ def run_day(
 
     def flush(h: int) -> None:
         rows = [
-            ArmStats(arm=arm, state=state, trials=n, reward_sum=c, reward_sq_sum=c, cost_sum=k)
-            for (state, arm), (n, c, k) in cells.items()
+            ArmStats(arm=arm, state=state, trials=n, reward_sum=c, reward_sq_sum=c, cost_sum=k, wins=w)
+            for (state, arm), (n, c, k, w) in cells.items()
         ]
         cells.clear()
         if on_block is not None:
@@ -120,7 +120,7 @@ def run_day(
         s = m.segments[int(draws.segment[i])]
         result.requests += 1
         bid, arm, rate = bidder(h, float(draws.elapsed[i]), s, remaining)
-        cell = cells.setdefault((state_key(h, s), arm), [0.0, 0.0, 0.0])
+        cell = cells.setdefault((state_key(h, s), arm), [0.0, 0.0, 0.0, 0.0])
         cell[0] += 1
         if draws.u_pace[i] >= rate:
             continue
@@ -129,6 +129,7 @@ def run_day(
         if bid < price:
             continue
         result.wins += 1
+        cell[3] += 1
         result.spend += price
         result.spend_by_hour[h] += price
         cell[2] += price

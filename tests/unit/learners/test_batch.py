@@ -49,9 +49,9 @@ def test_rows_of_the_same_state_and_arm_are_merged() -> None:
 def test_from_arrow_and_to_rows_round_trip() -> None:
     rows = [
         {"arm": "a", "state": "", "trials": 4.0, "reward_sum": 1.0, "reward_sq_sum": 1.0, "delayed_sum": 0.0,
-         "ipw_reward_sum": 2.0, "cost_sum": 0.5, "xx": None, "rx": None},
+         "ipw_reward_sum": 2.0, "cost_sum": 0.5, "wins": 3.0, "xx": None, "rx": None},
         {"arm": "b", "state": "", "trials": 1.0, "reward_sum": 0.0, "reward_sq_sum": 0.0, "delayed_sum": 0.25,
-         "ipw_reward_sum": 0.5, "cost_sum": 0.0, "xx": None, "rx": None},
+         "ipw_reward_sum": 0.5, "cost_sum": 0.0, "wins": 0.0, "xx": None, "rx": None},
     ]  # fmt: skip
     batch = Batch.from_arrow(pa.Table.from_pylist(rows), window_end=5)
     assert batch.to_rows() == rows

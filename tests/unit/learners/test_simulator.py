@@ -274,8 +274,10 @@ def test_bid_agent_never_bids_over_caps(m, bid_totals) -> None:  # type: ignore[
 
 @pytest.mark.xfail(
     strict=True,
-    reason="target not met: measured 0.86x the clicks of linear bidding at equal spend "
-    "(RL 2,039 vs linear 2,365 clicks over 10 campaigns x 3 test days, seed 7); see the report",
+    reason="target not met: measured 0.84x the clicks of linear bidding at equal spend "
+    "(RL 2,042 vs linear 2,443 clicks over 10 campaigns x 3 test days, seed 7). With the exact "
+    "market model instead of a learned one the RL agent reaches 0.98x: in a stationary second-price "
+    "market a linear bidder tuned to the same spend is near-optimal (bid = value / shadow price)",
 )
 def test_rl_bid_agent_gets_10_percent_more_clicks_than_linear_bidding_at_equal_spend(bid_totals) -> None:  # type: ignore[no-untyped-def]
     rl_clicks, rl_spend = bid_totals["rl"]
