@@ -260,13 +260,75 @@ def _params_size(spec: Spec) -> tuple[int, float, float]:
     return size, per_arm[0], per_arm[1]
 
 
+def regret_curve(out: Path, *, impressions: int = 6000, batch: int = 100) -> str:
+    """Thompson-sampling creative agent on the simulated market: cumulative regret and CTR / oracle.
+
+    Uses the environment loop of the learner tests (``tests/unit/learners/sim_env.py``), on
+    ``sim.market`` ground truth: 40 (campaign, segment) keys, micro-batches of ``batch``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from tests.unit.learners.sim_env import creative_experiment, market
+
+    run = creative_experiment(market(7), impressions=impressions, batch=batch)
+    cum = np.cumsum(run.regret)
+    t = np.arange(1, len(cum) + 1)
+    window = 200
+    ratio = np.convolve(run.ctr_shown, np.ones(window), "valid") / np.convolve(
+        run.oracle, np.ones(window), "valid"
+    )
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(t, cum, label="Thompson sampling")
+    ax1.plot(
+        t,
+        cum[len(cum) // 10 - 1] * t / (len(cum) // 10),
+        "--",
+        color="grey",
+        label="linear, at the 10% slope",
+    )
+    ax1.set_ylim(0, cum[-1] * 1.6)
+    ax1.set(xlabel="impressions per (campaign, segment)", ylabel="cumulative regret (clicks, 40 keys)")
+    ax1.legend()
+    ax2.plot(np.arange(window, len(run.regret) + 1), ratio)
+    ax2.axhline(0.95, color="red", linestyle="--", label="95% of oracle")
+    ax2.set(
+        xlabel="impressions per (campaign, segment)", ylabel=f"CTR / oracle CTR ({window}-impression window)"
+    )
+    ax2.legend()
+    fig.suptitle("Creative agent on the simulated market (seed 7, micro-batches of 100)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    half = len(run.regret) // 2
+    late = run.ctr_shown[half:].sum() / run.oracle[half:].sum()
+    return (
+        f"Creative agent (Thompson sampling, {impressions} impressions x 40 keys): CTR/oracle "
+        f"{run.ctr_shown.sum() / run.oracle.sum():.3f} overall, {late:.3f} "
+        f"over the second half; regret first half {run.regret[:half].sum():.1f}, second half "
+        f"{run.regret[half:].sum():.1f} clicks. Curve: {out}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rows", type=int, default=2000, help="aggregates per update measurement")
     parser.add_argument("--calls", type=int, default=5000, help="choose() calls per latency measurement")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learners.md")
+    parser.add_argument(
+        "--curve",
+        type=Path,
+        default=Path("reports") / "creative_regret.png",
+        help="where to write the creative agent's regret curve (PNG); 'none' to skip",
+    )
     args = parser.parse_args(argv)
+    curve_line = "" if str(args.curve) == "none" else regret_curve(args.curve)
+    if curve_line:
+        print(curve_line, flush=True)
 
     header = (
         "| learner | upd agg/s E=1 | River agg/s E=1 | ratio | upd agg/s E=100 | River agg/s E=100 | ratio "
@@ -308,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "with integral counts (no half-life) and with full-precision discounted floats (2 h half-life).",
         *(f"{s.name}: {s.note}" for s in SPECS if s.note),
         f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
+        *([curve_line] if curve_line else []),
     ]
     text = (
         "# Learner benchmark\n\nCommand: `python -m bench.bench_learners`\n\n"
