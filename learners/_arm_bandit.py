@@ -11,11 +11,19 @@ from learners.batch import ArmID, ArmStats, Batch
 __all__ = ["ArmBandit"]
 
 
+def _round(x: float) -> float:
+    """Nine significant digits: discounted evidence keeps far more precision than its noise needs,
+    and its JSON stays short (``12.3456789`` instead of ``12.345678901234567``)."""
+    return float(f"{x:.9g}")
+
+
 class ArmBandit(Learner):
     """A learner whose state is ``{arm: [f_0, f_1, ...]}`` with the fields named in ``FIELDS``.
 
     Params store the arms and their vectors as two parallel lists, which keeps arm ids' JSON types
-    (``int`` stays ``int``) and costs a few bytes per arm.
+    (``int`` stays ``int``) and costs a few bytes per arm. Evidence that has been discounted (with
+    ``half_life_ms``) is rounded to nine significant digits, so it stays compact; undiscounted sums
+    of integral counts stay exact integers.
     """
 
     FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -37,12 +45,12 @@ class ArmBandit(Learner):
             if acc is None:
                 acc = self._stats[row.arm] = [0.0] * len(self._fields())
             for i, v in enumerate(values):
-                acc[i] += weight * v
+                acc[i] = acc[i] + v if weight == 1.0 else _round(acc[i] + weight * v)
 
     def _scale(self, factor: float) -> None:
         for acc in self._stats.values():
             for i in range(len(acc)):
-                acc[i] *= factor
+                acc[i] = _round(acc[i] * factor)
 
     def _state(self) -> dict[str, Any]:
         return {

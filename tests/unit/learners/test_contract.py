@@ -190,4 +190,5 @@ def test_late_batch_is_discounted_like_an_on_time_one() -> None:
     a, b = in_order.to_params(), out_of_order.to_params()
     by_arm_a = dict(zip(a["arms"], a["stats"], strict=True))
     by_arm_b = dict(zip(b["arms"], b["stats"], strict=True))
-    assert _close(by_arm_a, by_arm_b) and a["t"] == b["t"]
+    # Discounted evidence is rounded to nine significant digits, so the order shows at that level.
+    assert _close(by_arm_a, by_arm_b, rel=1e-8) and a["t"] == b["t"]
