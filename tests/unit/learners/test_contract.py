@@ -192,3 +192,17 @@ def test_late_batch_is_discounted_like_an_on_time_one() -> None:
     by_arm_b = dict(zip(b["arms"], b["stats"], strict=True))
     # Discounted evidence is rounded to nine significant digits, so the order shows at that level.
     assert _close(by_arm_a, by_arm_b, rel=1e-8) and a["t"] == b["t"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.row.__name__ == "_bandit_row"], ids=lambda c: c.name)
+def test_non_contextual_params_take_at_most_64_bytes_per_arm(case: Case) -> None:
+    """Ten creatives with realistic ids, a day of hourly batches with fractional conversion credit."""
+    rng = random.Random(6)
+    arms = [f"c00-cr{i}" for i in range(10)]
+    empty = case.make(0)
+    learner = case.make(0)
+    for hour in range(24):
+        learner.update(Batch(tuple(case.row(rng, arm) for arm in arms), window_end=T0 + hour * HOUR_MS))
+    size = len(json.dumps(learner.to_params(), separators=(",", ":")))
+    per_arm = (size - len(json.dumps(empty.to_params(), separators=(",", ":")))) / len(arms)
+    assert per_arm <= 64, per_arm
