@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "choose: steady state on a cached plan; 'first choose after update' is the one-off cost per version "
         "(Thompson quadrature for the exact propensities, LinUCB inversions, bid-agent re-planning).",
         "params: compact JSON after 24 hourly updates; B/arm = (bytes with 10 arms - bytes with none) / 10, "
-        "with integral counts (no half-life) and with full-precision discounted floats (2 h half-life).",
+        "with integral counts (no half-life) and with discounted floats kept to nine significant digits "
+        "(2 h half-life).",
         *(f"{s.name}: {s.note}" for s in SPECS if s.note),
         f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
         *([curve_line] if curve_line else []),

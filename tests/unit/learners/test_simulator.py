@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from learners import BidAgent, BudgetPacer, Learner, ThompsonSampling
@@ -97,20 +98,18 @@ def test_snips_and_dr_estimate_a_target_policy_ctr_within_10_percent(m) -> None:
     10% bound is more than 3 standard errors."""
     logs = _uniform_logs(m, 120_000, seed=SEED)
     train, test = logs[:60_000], logs[60_000:]
-    learners: dict[tuple[str, str], ThompsonSampling] = {}
+    by_key: dict[tuple[str, str], ThompsonSampling] = {}
     for (cid, seg), rows in _group(train).items():
         ts = ThompsonSampling(seed=0)
         table_rows = [
             {"action": r["action"], "propensity": r["propensity"], "reward": r["reward"]} for r in rows
         ]
-        import pyarrow as pa
-
         ts.update(batch_from_logs(pa.Table.from_pylist(table_rows)))
-        learners[(cid, seg)] = ts
+        by_key[(cid, seg)] = ts
 
     def thompson(ctx):  # type: ignore[no-untyped-def]
         camp = m.campaign(ctx["campaign_id"])
-        return learners[(ctx["campaign_id"], ctx["segment"])].probabilities(list(camp.creatives))
+        return by_key[(ctx["campaign_id"], ctx["segment"])].probabilities(list(camp.creatives))
 
     def oracle(ctx):  # type: ignore[no-untyped-def]
         return {m.best_creative(ctx["campaign_id"], ctx["segment"]): 1.0}
