@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from attribution.config import AttributionConfig, RewardConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "flink-conf" / "adloop.yaml"
 ENV_PREFIX = "ADLOOP_"
@@ -28,7 +30,8 @@ class KafkaConfig:
     impressions_topic: str = "ad.impressions"
     clicks_topic: str = "ad.clicks"
     conversions_topic: str = "ad.conversions"
-    events_topic: str = "ad.events.valid"
+    rewards_topic: str = "ad.rewards"
+    late_topic: str = "ad.late"
     dlq_topic: str = "ad.dlq"
     group_id: str = "adloop-feedback"
     startup_mode: str = "earliest-offset"
@@ -61,10 +64,13 @@ class RedisConfig:
 class IngestConfig:
     out_of_orderness_ms: int = 60_000
     max_future_ms: int = 86_400_000
+    dedup_ttl_ms: int = 2 * 86_400_000  # how long an event_id is remembered for deduplication
 
     def __post_init__(self) -> None:
         _non_negative("ingest.out_of_orderness_ms", self.out_of_orderness_ms)
         _non_negative("ingest.max_future_ms", self.max_future_ms)
+        if not isinstance(self.dedup_ttl_ms, int) or self.dedup_ttl_ms < 1000:
+            _bad("ingest.dedup_ttl_ms", "an integer >= 1000 (milliseconds)", self.dedup_ttl_ms)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class AppConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
     job: JobSettings = field(default_factory=JobSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> AppConfig:
@@ -127,6 +135,9 @@ def _build(raw: Mapping[str, Any]) -> AppConfig:
         if not isinstance(value, Mapping):
             _bad(name, "a mapping of keys", value)
         cls = sections[name].default_factory  # type: ignore[misc]
+        if hasattr(cls, "from_mapping"):
+            built[name] = cls.from_mapping(value)
+            continue
         known = {f.name: f for f in dataclasses.fields(cls)}
         for key, item in value.items():
             if key not in known:
@@ -152,6 +163,8 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -
     for f in dataclasses.fields(AppConfig):
         section = getattr(defaults, f.name)
         for key in (k.name for k in dataclasses.fields(section)):
+            if dataclasses.is_dataclass(getattr(section, key)):
+                continue  # nested (reward weights): set in the file
             env_key = f"{ENV_PREFIX}{f.name}_{key}".upper()
             if env_key in env:
                 target = type(getattr(section, key))

@@ -1,11 +1,12 @@
-"""The feedback job: Kafka events in, validated events and dead letters out.
+"""The feedback job: Kafka events in; rewards, late rows and dead letters out.
 
     python -m jobs.feedback_job [--config flink-conf/adloop.yaml] [--bounded]
     flink run -py jobs/feedback_job.py -pyfs . -- --config flink-conf/adloop.yaml
 
-Stage one of the loop: every payload of the three input topics is parsed and validated in Flink
-SQL (JVM); valid events go to the events topic as typed JSON, bad ones to the dead-letter topic
-with the reason and their topic, partition and offset.
+Every payload of the three input topics is parsed and validated in Flink SQL (JVM): bad ones go
+to the dead-letter topic with the reason and their topic, partition and offset; valid ones behind
+the watermark to the late topic; the rest are deduplicated and attributed (sql/attribution.py)
+into per-agent reward rows on the rewards topic.
 """
 
 from __future__ import annotations
@@ -22,20 +23,19 @@ from pyflink.table import StatementSet, StreamTableEnvironment, TableResult
 
 from contract import events
 from jobs import config as app_config
+from sql import attribution as attribution_sql
 from sql import ingest
 
 SOURCES = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
 
 
 def _sink_options(topic: str, bootstrap: str) -> str:
-    return (
-        f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
-        "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'"
-    )
+    return (f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
+            "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'")
 
 
 def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> None:
-    """Raw Kafka tables, the checked views (reason per payload) and the typed valid views."""
+    """Raw Kafka tables, checked views (reason per payload), typed valid views, late/on-time split."""
     for topic, stem in SOURCES.items():
         table = ingest.KafkaTable(
             topic=cfg.kafka.topic(stem),
@@ -44,30 +44,47 @@ def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -
             startup_mode=cfg.kafka.startup_mode,
             bounded=cfg.kafka.bounded,
         )
-        t_env.execute_sql(ingest.raw_source_ddl(f"raw_{stem}", table))
+        t_env.execute_sql(ingest.raw_source_ddl(f"raw_{stem}", table, cfg.ingest.out_of_orderness_ms,
+                                                cfg.ingest.max_future_ms))
         t_env.execute_sql(ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms))
         t_env.execute_sql(ingest.valid_view_ddl(topic))
+        for statement in ingest.late_split_ddl(topic):
+            t_env.execute_sql(statement)
+
+
+REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING, segment STRING,
+  action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>, kind STRING,
+  conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE, conversion_value DOUBLE,
+  event_ts BIGINT, reward_ts BIGINT"""
 
 
 def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> StatementSet:
-    """Wire sources -> validation -> sinks; the caller executes the returned statement set."""
+    """Wire sources -> validation -> attribution -> sinks; the caller executes the statement set."""
+    t_env.get_config().set("table.exec.state.ttl", f"{cfg.ingest.dedup_ttl_ms} ms")
     register_sources(t_env, cfg)
+    for statement in attribution_sql.view_statements(cfg.attribution, cfg.rewards):
+        t_env.execute_sql(statement)
+
     bootstrap = cfg.kafka.bootstrap_servers
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ({_sink_options(cfg.kafka.topic("dlq"), bootstrap)})""")
-    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS events_sink (
-  source STRING, event_id STRING, ts BIGINT, entity_id STRING, campaign_id STRING
-) WITH ({_sink_options(cfg.kafka.topic("events"), bootstrap)})""")
+) WITH ({_sink_options(cfg.kafka.topic('dlq'), bootstrap)})""")
+    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS late_sink (
+  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
+) WITH ({_sink_options(cfg.kafka.topic('late'), bootstrap)})""")
+    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS rewards_sink (
+  schema_version INT, {REWARD_COLUMNS}
+) WITH ({_sink_options(cfg.kafka.topic('rewards'), bootstrap)})""")
 
     statements = t_env.create_statement_set()
     dead_letters = " UNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
     statements.add_insert_sql(f"INSERT INTO dlq_sink {dead_letters}")
-    # (source, event_id, ts, entity_id, campaign_id): one row per valid event, duplicates kept.
-    statements.add_insert_sql("""INSERT INTO events_sink
-SELECT 'impression', event_id, ts, impression_id, campaign_id FROM valid_impressions
-UNION ALL SELECT 'click', event_id, ts, impression_id, CAST(NULL AS STRING) FROM valid_clicks
-UNION ALL SELECT 'conversion', event_id, ts, conversion_id, campaign_id FROM valid_conversions""")
+    late = " UNION ALL ".join(
+        f"SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_{stem}"
+        for stem in SOURCES.values()
+    )
+    statements.add_insert_sql(f"INSERT INTO late_sink {late}")
+    statements.add_insert_sql("INSERT INTO rewards_sink SELECT 1, * FROM rewards")
     return statements
 
 

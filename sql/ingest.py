@@ -31,6 +31,19 @@ class KafkaTable:
     bounded: bool = False
 
 
+def interval(ms: int) -> str:
+    """A day-time interval literal of ``ms`` milliseconds (Flink caps SECOND's leading precision).
+
+    >>> interval(30 * 86_400_000 + 3_600_000 + 1)
+    "INTERVAL '30 01:00:00.001' DAY(3) TO SECOND(3)"
+    """
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY(3) TO SECOND(3)"
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -49,13 +62,26 @@ def kafka_options(table: KafkaTable, fmt: str = "raw") -> str:
     return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
 
 
-def raw_source_ddl(name: str, table: KafkaTable) -> str:
-    """A Kafka table of raw payloads with their coordinates, for validation and the DLQ."""
+def _event_time(max_future_ms: int) -> str:
+    """Event time of a payload. A missing, unparsable or implausibly future ``ts`` becomes epoch 0,
+    so a bad record can never push the watermark ahead (it goes to the DLQ anyway)."""
+    ts = "TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)"
+    return (f"CASE WHEN {ts} <= TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts) THEN {ts} "
+            "ELSE TO_TIMESTAMP_LTZ(0, 3) END")
+
+
+def raw_source_ddl(name: str, table: KafkaTable, out_of_orderness_ms: int = 60_000,
+                   max_future_ms: int = 86_400_000) -> str:
+    """A Kafka table of raw payloads with their coordinates (for the DLQ) and event time."""
     return f"""CREATE TABLE IF NOT EXISTS {name} (
   payload STRING,
   src_topic STRING METADATA FROM 'topic' VIRTUAL,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
-  src_offset BIGINT METADATA FROM 'offset' VIRTUAL
+  src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  proctime AS PROCTIME(),
+  rowtime AS {_event_time(max_future_ms)},
+  WATERMARK FOR rowtime AS rowtime - {interval(out_of_orderness_ms)}
 ) WITH (
   {kafka_options(table)}
 )"""
@@ -130,7 +156,9 @@ def reason_expression(topic: str, max_future_ms: int) -> str:
             branches.extend(_field_checks(name, prop, name in required))
         if name == "decisions":
             branches.extend(_decision_checks(prop))
-    future = f"TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) > UNIX_TIMESTAMP() * 1000 + {max_future_ms}"
+    # Relative to the time the record was written to Kafka, so a replay judges it the same way.
+    future = (f"TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > "
+              f"TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts)")
     branches.append((future, "future_timestamp"))
     body = "\n".join(f"    WHEN {cond} THEN {_quote(reason)}" for cond, reason in branches)
     return f"CASE\n{body}\n    ELSE CAST(NULL AS STRING)\n  END"
@@ -139,7 +167,7 @@ def reason_expression(topic: str, max_future_ms: int) -> str:
 def checked_view_ddl(topic: str, raw_table: str, max_future_ms: int) -> str:
     """Raw rows with their reason code (NULL when valid)."""
     return f"""CREATE TEMPORARY VIEW IF NOT EXISTS checked_{STEMS[topic]} AS
-SELECT payload, src_topic, src_partition, src_offset,
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   {reason_expression(topic, max_future_ms)} AS reason
 FROM {raw_table}"""
 
@@ -155,7 +183,7 @@ def _typed_columns(topic: str) -> list[str]:
         )
     if "decisions" in spec:
         cols.append("JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) AS decisions")
-    return cols
+    return [*cols, "payload", "src_topic", "src_partition", "src_offset", "rowtime", "proctime"]
 
 
 def valid_view_ddl(topic: str) -> str:
@@ -166,6 +194,27 @@ SELECT
   {select}
 FROM checked_{STEMS[topic]}
 WHERE reason IS NULL"""
+
+
+def late_split_ddl(topic: str) -> list[str]:
+    """``late_<stem>``: valid rows already behind the watermark; ``ontime_<stem>``: the others,
+    deduplicated by event_id (first arrival wins; state bounded by ``table.exec.state.ttl``).
+    Conversions are also deduplicated by conversion_id."""
+    stem = STEMS[topic]
+    late = "rowtime <= CURRENT_WATERMARK(rowtime)"
+    dedup = f"""SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
+  FROM valid_{stem} WHERE NOT COALESCE({late}, FALSE)
+) WHERE event_rank = 1"""
+    if topic == events.CONVERSIONS:
+        dedup = f"""SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY conversion_id ORDER BY proctime ASC) AS conversion_rank
+  FROM ({dedup})
+) WHERE conversion_rank = 1"""
+    return [
+        f"CREATE TEMPORARY VIEW IF NOT EXISTS late_{stem} AS SELECT * FROM valid_{stem} WHERE {late}",
+        f"CREATE TEMPORARY VIEW IF NOT EXISTS ontime_{stem} AS {dedup}",
+    ]
 
 
 def dlq_select(topic: str) -> str:

@@ -1,0 +1,98 @@
+"""Flink's reward rows equal an independent pure-Python attribution of the same Kafka stream.
+
+The simulator writes two noisy days (duplicates, out-of-order, late and malformed records) to
+real Kafka; the feedback job runs bounded on the mini-cluster; its reward topic must match
+``tests/reference/attribution.py`` row for row, credits within 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from contract import events
+from jobs import config as app_config
+from jobs import feedback_job
+from scripts import kafka_tools
+from sim.config import SimConfig
+from sim.simulator import Simulator
+from sim.writers import KafkaWriter
+from tests.reference.attribution import compare_rows, reference_rewards
+
+OUTPUTS = ("ad.rewards", "ad.late", "ad.dlq")
+
+
+@pytest.fixture(scope="module", params=["time_decay", "last_touch"])
+def run(request, services):
+    model = request.param
+    prefix = f"t{abs(hash((model, id(request)))) % 10**8:08d}.attribution_{model}."
+    topics = [prefix + t for t in (*events.TOPICS, *OUTPUTS)]
+    kafka_tools.create_topics(services.kafka_bootstrap, topics)
+    # Few users, so users come back and conversions have several touches to share credit.
+    sim_cfg = SimConfig(
+        days=2,
+        n_users=400,
+        requests_per_day=4_000,
+        malformed_rate=0.01,
+        duplicate_rate=0.03,
+        late_rate=0.01,
+        view_conversion_ratio=0.2,
+    )
+    records = []
+    with KafkaWriter(services.kafka_bootstrap, topic_prefix=prefix) as writer:
+        for chunk in Simulator(sim_cfg).run():
+            writer.write(chunk.records)
+            records.extend(chunk.records)
+    cfg = app_config.AppConfig().replace(
+        kafka={
+            "bootstrap_servers": services.kafka_bootstrap,
+            "topic_prefix": prefix,
+            "bounded": True,
+            "group_id": f"{prefix}job",
+        },
+        ingest={"out_of_orderness_ms": 30_000},
+        attribution={"model": model},
+    )
+    feedback_job.run(cfg)
+    out = {
+        name: [json.loads(v) for v in kafka_tools.read_all(services.kafka_bootstrap, prefix + name)]
+        for name in OUTPUTS
+    }
+    yield cfg, records, out
+    kafka_tools.delete_topics(services.kafka_bootstrap, topics)
+
+
+def test_reward_rows_match_the_reference(run):
+    cfg, records, out = run
+    late_ids = [row["event_id"] for row in out["ad.late"]]
+    expected = reference_rewards(records, late_ids, cfg.attribution, cfg.rewards)
+    kinds = Counter(row["kind"] for row in expected)
+    assert kinds["initial"] > 1000 and kinds["delayed"] > 20, kinds  # the run exercises both kinds
+    problems = compare_rows(expected, out["ad.rewards"], rel=1e-9)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_credits_of_a_conversion_sum_to_its_value(run):
+    _, _, out = run
+    sums: Counter = Counter()
+    values = {}
+    for row in out["ad.rewards"]:
+        if row["kind"] == "delayed" and row["agent"] == "creative":
+            sums[row["conversion_id"]] += row["credit"]
+            values[row["conversion_id"]] = row["conversion_value"]
+    assert values
+    for conversion_id, total in sums.items():
+        assert total == pytest.approx(values[conversion_id], rel=1e-9)
+
+
+def test_late_rows_are_the_simulators_late_events(run):
+    _, records, out = run
+    injected_late = {json.loads(r.value)["event_id"] for r in records if r.late and not r.malformed}
+    late_ids = {row["event_id"] for row in out["ad.late"]}
+    assert late_ids <= injected_late  # nothing on time is called late
+    # In a replay at full speed the periodic watermark trails the records it has read, so only
+    # part of the injected late events are behind it when they arrive; those that are not are
+    # attributed as usual (and the reference above agrees row for row either way).
+    assert late_ids
