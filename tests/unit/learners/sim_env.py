@@ -192,3 +192,81 @@ def creative_experiment(
             oracle += ctr.max()
     regret = oracle - shown
     return CreativeRun(regret=regret, ctr_shown=shown, oracle=oracle)
+
+
+# -- an upper bound for the bid agent: Cai et al.'s RLB with the exact model ---------------------
+
+
+def rlb_oracle_vs_linear(
+    *, auctions: int, budget_ratio: float, ctr_sigma: float, episodes: int = 40, seed: int = 0
+) -> tuple[float, float, float]:
+    """Expected clicks of the exact-model RLB policy over those of linear bidding, at equal budget.
+
+    The setting of Cai et al. (2017): episodes of ``auctions`` second-price auctions, budget
+    ``budget_ratio * auctions * E[price]`` (their c0), i.i.d. requests with a per-request CTR
+    ``θ`` (lognormal, spread ``ctr_sigma``, mean 0.01) and an integer market price (lognormal,
+    median 15, independent of ``θ``). RLB is the Bellman-optimal policy computed by DP on the
+    *true* distributions: ``V(t, b)`` over auctions left and budget left, bid = the largest price
+    ``δ`` with ``V(t-1, b) - V(t-1, b-δ) <= θ``, so no learned agent can do better. Linear bids
+    ``b0 * θ / θ_avg`` with ``b0`` chosen on ``episodes`` training episodes to maximise clicks under
+    the budget. Returns (clicks ratio on as many held-out episodes, RLB spend share, linear spend
+    share). Clicks are expected clicks (sum of ``θ`` over wins), so click noise does not blur it.
+
+    >>> ratio, rl_spend, lin_spend = rlb_oracle_vs_linear(
+    ...     auctions=300, budget_ratio=1 / 16, ctr_sigma=1.0, episodes=20)
+    >>> 1.0 < ratio < 1.10, rl_spend > 0.95
+    (True, True)
+    """
+    rng = np.random.default_rng(seed)
+    prices = np.arange(1, 61)
+    edges = np.array(
+        [0.5 * (1 + math.erf(math.log(x + 0.5 / 15) / (0.5 * math.sqrt(2)))) for x in prices / 15]
+    )
+    pmf = np.diff(np.concatenate([[0.0], edges]))
+    pmf /= pmf.sum()
+    budget = round(budget_ratio * auctions * float(pmf @ prices))
+    theta_avg = 0.01
+
+    def thetas(*shape: int) -> np.ndarray:
+        return theta_avg * np.exp(ctr_sigma * rng.standard_normal(shape) - ctr_sigma**2 / 2)
+
+    # h(g) = E[(θ - g)+]: the expected gain of a win whose budget cost in future value is g.
+    sample = np.sort(thetas(200_000))
+    grid = np.linspace(0.0, sample[-1], 4000)
+    tail = np.concatenate([np.cumsum(sample[::-1])[::-1], [0.0]])
+    idx = np.searchsorted(sample, grid)
+    h = (tail[idx] - grid * (len(sample) - idx)) / len(sample)
+    levels = np.arange(budget + 1)[:, None]
+    affordable = prices[None, :] <= levels
+    rest = np.clip(levels - prices[None, :], 0, budget)
+    value = np.zeros((auctions + 1, budget + 1))
+    for t in range(1, auctions + 1):
+        v = value[t - 1]
+        cost = np.where(affordable, v[:, None] - v[rest], np.inf)  # V(t-1, b) - V(t-1, b - δ)
+        value[t] = v + (np.interp(cost, grid, h, right=0.0) @ pmf)
+
+    def run(theta: np.ndarray, price: np.ndarray, b0: np.ndarray | None) -> tuple[float, float]:
+        n = theta.shape[0]
+        b0s = np.array([0.0]) if b0 is None else b0
+        left = np.full((len(b0s), n), budget)
+        clicks = np.zeros((len(b0s), n))
+        for i in range(auctions):
+            if b0 is None:  # RLB: bid the largest price whose future-value cost is below θ
+                v = value[auctions - i - 1]
+                cost = v[left][..., None] - v[np.maximum(left[..., None] - prices, 0)]
+                ok = (cost <= theta[None, :, i, None]) & (prices <= left[..., None])
+                bid = ok.sum(-1)  # ok is a prefix of the prices 1, 2, ...: its length is the bid
+            else:
+                bid = b0s[:, None] * theta[None, :, i] / theta_avg
+            win = (price[None, :, i] <= np.minimum(bid, left)) & (price[None, :, i] <= left)
+            left = left - np.where(win, price[None, :, i], 0)
+            clicks += np.where(win, theta[None, :, i], 0.0)
+        return clicks.sum(1), (budget - left).sum(1) / (budget * n)
+
+    draw = lambda: (thetas(episodes, auctions), rng.choice(prices, size=(episodes, auctions), p=pmf))  # noqa: E731
+    train, test = draw(), draw()
+    b0_grid = np.geomspace(0.5, 200.0, 80)
+    b0 = b0_grid[[int(np.argmax(run(*train, b0_grid)[0]))]]
+    lin_clicks, lin_spend = run(*test, b0)
+    rl_clicks, rl_spend = run(*test, None)
+    return float(rl_clicks[0] / lin_clicks[0]), float(rl_spend[0]), float(lin_spend[0])
