@@ -31,6 +31,7 @@ class KafkaConfig:
     clicks_topic: str = "ad.clicks"
     conversions_topic: str = "ad.conversions"
     rewards_topic: str = "ad.rewards"
+    batches_topic: str = "ad.learner.batches"
     late_topic: str = "ad.late"
     dlq_topic: str = "ad.dlq"
     group_id: str = "adloop-feedback"
@@ -48,6 +49,12 @@ class KafkaConfig:
     def topic(self, name: str) -> str:
         """Full topic name for one of the *_topic fields, with the prefix applied."""
         return self.topic_prefix + getattr(self, f"{name}_topic")
+
+    def input_topics(self) -> list[str]:
+        return [self.topic(n) for n in ("impressions", "clicks", "conversions")]
+
+    def output_topics(self) -> list[str]:
+        return [self.topic(n) for n in ("rewards", "batches", "late", "dlq")]
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,28 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class BatchesConfig:
+    interval_ms: int = 1_000  # micro-batch length for the learners (processing time)
+    feature_dim: int = 8  # length of the impressions' feature vectors (for Σxxᵀ and Σrx)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interval_ms, int) or self.interval_ms < 10:
+            _bad("batches.interval_ms", "an integer >= 10 (milliseconds)", self.interval_ms)
+        if not isinstance(self.feature_dim, int) or not 0 <= self.feature_dim <= 64:
+            _bad("batches.feature_dim", "an integer in 0..64", self.feature_dim)
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    rewards_path: str = ".work/tables/rewards"  # Parquet reward table; relative to the project root
+
+    def rewards_uri(self) -> str:
+        if "://" in self.rewards_path:
+            return self.rewards_path
+        return (ROOT / self.rewards_path).resolve().as_uri()
+
+
+@dataclass(frozen=True)
 class JobSettings:
     parallelism: int = 1
     name: str = "adloop-feedback"
@@ -90,6 +119,8 @@ class AppConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     rewards: RewardConfig = field(default_factory=RewardConfig)
+    batches: BatchesConfig = field(default_factory=BatchesConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
     job: JobSettings = field(default_factory=JobSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> AppConfig:

@@ -24,14 +24,17 @@ from pyflink.table import StatementSet, StreamTableEnvironment, TableResult
 from contract import events
 from jobs import config as app_config
 from sql import attribution as attribution_sql
+from sql import batches as batches_sql
 from sql import ingest
 
 SOURCES = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
 
 
 def _sink_options(topic: str, bootstrap: str) -> str:
-    return (f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
-            "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'")
+    return (
+        f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
+        "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'"
+    )
 
 
 def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> None:
@@ -44,18 +47,21 @@ def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -
             startup_mode=cfg.kafka.startup_mode,
             bounded=cfg.kafka.bounded,
         )
-        t_env.execute_sql(ingest.raw_source_ddl(f"raw_{stem}", table, cfg.ingest.out_of_orderness_ms,
-                                                cfg.ingest.max_future_ms))
+        t_env.execute_sql(
+            ingest.raw_source_ddl(
+                f"raw_{stem}", table, cfg.ingest.out_of_orderness_ms, cfg.ingest.max_future_ms
+            )
+        )
         t_env.execute_sql(ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms))
         t_env.execute_sql(ingest.valid_view_ddl(topic))
         for statement in ingest.late_split_ddl(topic):
             t_env.execute_sql(statement)
 
 
-REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING, segment STRING,
-  action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>, kind STRING,
-  conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE, conversion_value DOUBLE,
-  event_ts BIGINT, reward_ts BIGINT"""
+REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
+  segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
+  kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
+  conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT"""
 
 
 def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> StatementSet:
@@ -68,13 +74,27 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
     bootstrap = cfg.kafka.bootstrap_servers
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ({_sink_options(cfg.kafka.topic('dlq'), bootstrap)})""")
+) WITH ({_sink_options(cfg.kafka.topic("dlq"), bootstrap)})""")
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS late_sink (
   payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ({_sink_options(cfg.kafka.topic('late'), bootstrap)})""")
+) WITH ({_sink_options(cfg.kafka.topic("late"), bootstrap)})""")
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, {REWARD_COLUMNS}
-) WITH ({_sink_options(cfg.kafka.topic('rewards'), bootstrap)})""")
+) WITH ({_sink_options(cfg.kafka.topic("rewards"), bootstrap)})""")
+    # Files are committed on checkpoints only, so each row lands exactly once.
+    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS rewards_parquet (
+  schema_version INT, {REWARD_COLUMNS}, dt STRING, hr STRING
+) PARTITIONED BY (dt, hr) WITH (
+  'connector' = 'filesystem', 'path' = '{cfg.tables.rewards_uri()}', 'format' = 'parquet',
+  'sink.partition-commit.policy.kind' = 'success-file'
+)""")
+    for statement in batches_sql.batches_views(cfg.batches.interval_ms, cfg.batches.feature_dim):
+        t_env.execute_sql(statement)
+    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS batches_sink (
+  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING, arm STRING,
+  trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE, ipw_reward_sum DOUBLE,
+  cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>
+) WITH ({_sink_options(cfg.kafka.topic("batches"), bootstrap)})""")
 
     statements = t_env.create_statement_set()
     dead_letters = " UNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
@@ -85,6 +105,11 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
     )
     statements.add_insert_sql(f"INSERT INTO late_sink {late}")
     statements.add_insert_sql("INSERT INTO rewards_sink SELECT 1, * FROM rewards")
+    statements.add_insert_sql("""INSERT INTO rewards_parquet
+SELECT 1, *, DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'yyyy-MM-dd'),
+       DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'HH')
+FROM rewards""")
+    statements.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches")
     return statements
 
 

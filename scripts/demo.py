@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = app_config.load().replace(
             kafka={"bootstrap_servers": bootstrap, "bounded": True}, redis={"url": running.redis_url}
         )
-        out_topics = [cfg.kafka.topic("events"), cfg.kafka.topic("dlq")]
-        kafka_tools.create_topics(bootstrap, [*events.TOPICS, *out_topics])
+        out_topics = cfg.kafka.output_topics()
+        kafka_tools.create_topics(bootstrap, cfg.kafka.input_topics() + out_topics)
         _say(f"kafka {bootstrap}, redis {running.redis_url}")
 
         sim_cfg = SimConfig(days=args.days, seed=args.seed, malformed_rate=0.005)

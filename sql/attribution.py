@@ -24,8 +24,8 @@ def _reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str
     for agent in AGENTS:
         w = rewards.weights(agent)
         branches.append(
-            f"WHEN '{agent}' THEN CAST({w.click!r} AS DOUBLE) * {click} + CAST({w.credit!r} AS DOUBLE) * {credit}"
-            f" - CAST({w.cost!r} AS DOUBLE) * {cost}"
+            f"WHEN '{agent}' THEN CAST({w.click!r} AS DOUBLE) * {click}"
+            f" + CAST({w.credit!r} AS DOUBLE) * {credit} - CAST({w.cost!r} AS DOUBLE) * {cost}"
         )
     return "CASE agent " + " ".join(branches) + " END"
 
@@ -59,7 +59,7 @@ SELECT * FROM (
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS initial_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'initial' AS kind, CAST(NULL AS STRING) AS conversion_id,
-       {_reward_expression(rewards, 'click', '0.0', 'win_price')} AS reward,
+       {_reward_expression(rewards, "click", "0.0", "win_price")} AS reward,
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
        ts AS event_ts, reward_ts
 FROM (
@@ -75,8 +75,8 @@ SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_t
        0 AS is_click, payload AS imp_payload
 FROM ontime_impressions
 UNION ALL
-SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts, click_time AS touch_time,
-       1 AS is_click, imp_payload
+SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
+       click_time AS touch_time, 1 AS is_click, imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL""",
         # (conversion, touch, weight): every touch of the same user and campaign in the lookback.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS conversion_touches AS
@@ -88,7 +88,7 @@ FROM ontime_conversions v JOIN touches t
         # (conversion, touch, credit): credits normalised over the conversion's touches.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS touch_credits AS
 SELECT conversion_id, conv_ts, conv_time, conv_value, impression_id, campaign_id, segment, imp_payload,
-       imp_ts, {_credit_expression(cfg)} AS credit
+       imp_ts, {_credit_expression(cfg)} AS credit, {_counted_expression(cfg)} AS counted
 FROM (
   SELECT *, {model_weight} AS w,
          CONCAT(LPAD(CAST(touch_ts * 2 + is_click AS STRING), 20, '0'), impression_id) AS touch_key
@@ -96,13 +96,15 @@ FROM (
 )
 WINDOW conv AS (PARTITION BY conversion_id ORDER BY conv_time RANGE BETWEEN INTERVAL '0' SECOND PRECEDING
                 AND CURRENT ROW)""",
+        "CREATE TEMPORARY VIEW IF NOT EXISTS counted_touch_credits AS "
+        "SELECT * FROM touch_credits WHERE counted",
         # (conversion, impression, credit): a view and a click touch of one impression summed.
         """CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
 SELECT conversion_id, impression_id, MAX(conv_ts) AS conv_ts, MAX(conv_value) AS conv_value,
        MAX(campaign_id) AS campaign_id, MAX(segment) AS segment, MAX(imp_ts) AS imp_ts,
        MAX(imp_payload) AS imp_payload,
        SUM(credit) AS credit, window_time AS conv_time
-FROM TABLE(TUMBLE(TABLE touch_credits, DESCRIPTOR(conv_time), INTERVAL '1' SECOND))
+FROM TABLE(TUMBLE(TABLE counted_touch_credits, DESCRIPTOR(conv_time), INTERVAL '1' SECOND))
 GROUP BY window_start, window_end, window_time, conversion_id, impression_id""",
         # (decision_id, agent, ..., kind='delayed', credit, reward): one row per decision.
         # Decisions and features are re-read from the impression's payload: arrays cannot pass
@@ -110,7 +112,7 @@ GROUP BY window_start, window_end, window_time, conversion_id, impression_id""",
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
-       {_reward_expression(rewards, '0.0', 'credit', '0.0')} AS reward,
+       {_reward_expression(rewards, "0.0", "credit", "0.0")} AS reward,
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts
 FROM (
@@ -123,6 +125,13 @@ FROM (
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards""",
     ]
     return statements
+
+
+def _counted_expression(cfg: AttributionConfig) -> str:
+    """Which touches yield rows: all of them under time decay, only the winner under last touch."""
+    if cfg.model == "last_touch":
+        return "touch_key = MAX(touch_key) OVER conv"
+    return "TRUE"
 
 
 def _credit_expression(cfg: AttributionConfig) -> str:

@@ -66,12 +66,15 @@ def _event_time(max_future_ms: int) -> str:
     """Event time of a payload. A missing, unparsable or implausibly future ``ts`` becomes epoch 0,
     so a bad record can never push the watermark ahead (it goes to the DLQ anyway)."""
     ts = "TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)"
-    return (f"CASE WHEN {ts} <= TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts) THEN {ts} "
-            "ELSE TO_TIMESTAMP_LTZ(0, 3) END")
+    return (
+        f"CASE WHEN {ts} <= TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts) THEN {ts} "
+        "ELSE TO_TIMESTAMP_LTZ(0, 3) END"
+    )
 
 
-def raw_source_ddl(name: str, table: KafkaTable, out_of_orderness_ms: int = 60_000,
-                   max_future_ms: int = 86_400_000) -> str:
+def raw_source_ddl(
+    name: str, table: KafkaTable, out_of_orderness_ms: int = 60_000, max_future_ms: int = 86_400_000
+) -> str:
     """A Kafka table of raw payloads with their coordinates (for the DLQ) and event time."""
     return f"""CREATE TABLE IF NOT EXISTS {name} (
   payload STRING,
@@ -157,8 +160,10 @@ def reason_expression(topic: str, max_future_ms: int) -> str:
         if name == "decisions":
             branches.extend(_decision_checks(prop))
     # Relative to the time the record was written to Kafka, so a replay judges it the same way.
-    future = (f"TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > "
-              f"TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts)")
+    future = (
+        f"TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > "
+        f"TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts)"
+    )
     branches.append((future, "future_timestamp"))
     body = "\n".join(f"    WHEN {cond} THEN {_quote(reason)}" for cond, reason in branches)
     return f"CASE\n{body}\n    ELSE CAST(NULL AS STRING)\n  END"

@@ -68,8 +68,12 @@ def test_every_bad_payload_gets_its_reason(t_env):
     names = list(CASES)
     rows = [(CASES[n][0], "ad.impressions", 0, i) for i, n in enumerate(names)]
     t_env.create_temporary_view(
-        "raw_probe", t_env.from_elements(rows, ["payload", "src_topic", "src_partition", "src_offset"])
+        "raw_elements", t_env.from_elements(rows, ["payload", "src_topic", "src_partition", "src_offset"])
     )
+    # The columns a Kafka source adds: its record timestamp (written now), event and processing time.
+    t_env.execute_sql("""CREATE TEMPORARY VIEW raw_probe AS
+SELECT *, CURRENT_TIMESTAMP AS kafka_ts, CAST(NULL AS TIMESTAMP_LTZ(3)) AS rowtime, PROCTIME() AS proctime
+FROM raw_elements""")
     t_env.execute_sql(ingest.checked_view_ddl(events.IMPRESSIONS, "raw_probe", max_future_ms=86_400_000))
     with t_env.execute_sql("SELECT src_offset, reason FROM checked_impressions").collect() as results:
         got = {names[row[0]]: row[1] for row in results}

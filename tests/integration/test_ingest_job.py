@@ -32,7 +32,9 @@ EXPECTED_REASON = {
 def produced(services, unique_prefix):
     """One simulated day with every kind of noise, written to fresh topics."""
     cfg = SimConfig(days=1, n_users=2_000, requests_per_day=4_000, malformed_rate=0.02, duplicate_rate=0.02)
-    topics = [unique_prefix + t for t in (*events.TOPICS, "ad.events.valid", "ad.dlq")]
+    topics = [
+        unique_prefix + t for t in (*events.TOPICS, "ad.rewards", "ad.learner.batches", "ad.late", "ad.dlq")
+    ]
     kafka_tools.create_topics(services.kafka_bootstrap, topics)
     sim = Simulator(cfg)
     records = []
@@ -44,7 +46,9 @@ def produced(services, unique_prefix):
     kafka_tools.delete_topics(services.kafka_bootstrap, topics)
 
 
-def test_job_splits_valid_events_and_dead_letters(services, unique_prefix, produced):
+def test_job_turns_valid_events_into_rewards_and_bad_ones_into_dead_letters(
+    services, unique_prefix, produced
+):
     cfg = app_config.AppConfig().replace(
         kafka={
             "bootstrap_servers": services.kafka_bootstrap,
@@ -55,18 +59,26 @@ def test_job_splits_valid_events_and_dead_letters(services, unique_prefix, produ
     )
     feedback_job.run(cfg)
 
-    out = [json.loads(v) for v in kafka_tools.read_all(services.kafka_bootstrap, cfg.kafka.topic("events"))]
+    rewards = [
+        json.loads(v) for v in kafka_tools.read_all(services.kafka_bootstrap, cfg.kafka.topic("rewards"))
+    ]
+    late = [json.loads(v) for v in kafka_tools.read_all(services.kafka_bootstrap, cfg.kafka.topic("late"))]
     dlq = [json.loads(v) for v in kafka_tools.read_all(services.kafka_bootstrap, cfg.kafka.topic("dlq"))]
 
     valid = [r for r in produced if r.malformed is None]
     malformed = [r for r in produced if r.malformed is not None]
     assert len(malformed) > 0 and {r.malformed for r in malformed} == set(EXPECTED_REASON)
 
-    # Every valid record, duplicates included, comes out once as a typed event.
-    expected = Counter(json.loads(r.value)["event_id"] for r in valid)
-    assert Counter(row["event_id"] for row in out) == expected
-    by_source = Counter(row["source"] for row in out)
-    assert by_source == Counter(r.topic.split(".")[1].rstrip("s") for r in valid)
+    # Every valid impression is either late or, once, an initial reward per decision it carries.
+    late_ids = {row["event_id"] for row in late}
+    impressions = {}
+    for r in valid:
+        payload = json.loads(r.value)
+        if r.topic == events.IMPRESSIONS and payload["event_id"] not in late_ids:
+            impressions[payload["impression_id"]] = payload
+    initial = Counter(row["decision_id"] for row in rewards if row["kind"] == "initial")
+    expected = Counter(f"{i}:{d['agent']}" for i, p in impressions.items() for d in p["decisions"])
+    assert initial == expected
 
     # Every malformed record is a dead letter with the reason of its kind and its coordinates.
     assert len(dlq) == len(malformed)

@@ -1,0 +1,109 @@
+"""The learners' micro-batches computed in SQL add up to numpy sums over the reward rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from jobs import config as app_config
+from jobs import feedback_job
+from scripts import kafka_tools
+from sim.config import SimConfig
+from sim.simulator import Simulator
+from sim.writers import KafkaWriter
+
+
+def _wait_until_stable(bootstrap: str, topic: str, timeout_s: float = 240.0, quiet_s: float = 6.0) -> None:
+    """Wait until ``topic`` has stopped growing for ``quiet_s`` (the job has caught up)."""
+    deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = sum(kafka_tools.end_offsets(bootstrap, topic).values())
+        if size != last:
+            last, since = size, time.monotonic()
+        elif size > 0 and time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"{topic} still growing after {timeout_s}s")
+
+
+def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, tmp_path):
+    bootstrap = services.kafka_bootstrap
+    cfg = app_config.AppConfig().replace(
+        kafka={
+            "bootstrap_servers": bootstrap,
+            "topic_prefix": unique_prefix,
+            "group_id": f"{unique_prefix}job",
+        },
+        batches={"interval_ms": 500},
+        tables={"rewards_path": str(tmp_path / "rewards")},
+    )
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    kafka_tools.create_topics(bootstrap, topics)
+    with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:
+        for chunk in Simulator(SimConfig(days=1, n_users=500, requests_per_day=3_000)).run():
+            writer.write(chunk.records)
+    # Unbounded, as in production: processing-time micro-batches only fire while the job runs.
+    result = feedback_job.run(cfg, wait=False)
+    try:
+        _wait_until_stable(bootstrap, cfg.kafka.topic("rewards"))
+        time.sleep(2 * cfg.batches.interval_ms / 1000 + 2)
+        rewards = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
+        batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
+    finally:
+        result.get_job_client().cancel().result()
+        kafka_tools.delete_topics(bootstrap, topics)
+
+    d = cfg.batches.feature_dim
+    expected: dict = defaultdict(
+        lambda: {
+            "trials": 0.0,
+            "reward_sum": 0.0,
+            "delayed_sum": 0.0,
+            "cost_sum": 0.0,
+            "ipw_reward_sum": 0.0,
+            "xx": np.zeros((d, d)),
+            "rx": np.zeros(d),
+        }
+    )
+    for r in rewards:
+        key = (r["campaign_id"], r["agent"], r["arm"] if "arm" in r else r["action"])
+        e = expected[key]
+        x = np.array(r["features"])
+        if r["kind"] == "initial":
+            e["trials"] += 1
+            e["reward_sum"] += r["reward"]
+            e["xx"] += np.outer(x, x)
+        else:
+            e["delayed_sum"] += r["reward"]
+        e["cost_sum"] += r["cost"]
+        e["ipw_reward_sum"] += r["reward"] / r["propensity"]
+        e["rx"] += r["reward"] * x
+    got: dict = defaultdict(
+        lambda: {
+            "trials": 0.0,
+            "reward_sum": 0.0,
+            "delayed_sum": 0.0,
+            "cost_sum": 0.0,
+            "ipw_reward_sum": 0.0,
+            "xx": np.zeros((d, d)),
+            "rx": np.zeros(d),
+        }
+    )
+    for b in batches:
+        g = got[(b["campaign_id"], b["agent"], b["arm"])]
+        for name in ("trials", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
+            g[name] += b[name]
+        g["xx"] += np.array(b["xx"]).reshape(d, d)
+        g["rx"] += np.array(b["rx"])
+        assert b["trials"] == b["wins"]
+    assert set(got) == set(expected)
+    for key, e in expected.items():
+        g = got[key]
+        for name in ("trials", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
+            assert g[name] == pytest.approx(e[name], rel=1e-9, abs=1e-9), (key, name)
+        np.testing.assert_allclose(g["xx"], e["xx"], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(g["rx"], e["rx"], rtol=1e-9, atol=1e-9)
