@@ -97,9 +97,16 @@ class TablesConfig:
     rewards_path: str = ".work/tables/rewards"  # Parquet reward table; relative to the project root
 
     def rewards_uri(self) -> str:
+        """The path for Flink's filesystem connector; a relative path stays relative (jobs resolve
+        it against the project root with ``absolute()`` before they start)."""
         if "://" in self.rewards_path:
             return self.rewards_path
-        return (ROOT / self.rewards_path).resolve().as_uri()
+        return Path(self.rewards_path).as_posix()
+
+    def absolute(self) -> TablesConfig:
+        if "://" in self.rewards_path or Path(self.rewards_path).is_absolute():
+            return self
+        return TablesConfig(rewards_path=(ROOT / self.rewards_path).resolve().as_uri())
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ into per-agent reward rows on the rewards topic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def _sink_options(topic: str, bootstrap: str) -> str:
 
 def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> None:
     """Raw Kafka tables, checked views (reason per payload), typed valid views, late/on-time split."""
+    for statement in source_statements(cfg):
+        t_env.execute_sql(statement)
+
+
+def source_statements(cfg: app_config.AppConfig) -> list[str]:
+    statements = []
     for topic, stem in SOURCES.items():
         table = ingest.KafkaTable(
             topic=cfg.kafka.topic(stem),
@@ -47,15 +54,16 @@ def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -
             startup_mode=cfg.kafka.startup_mode,
             bounded=cfg.kafka.bounded,
         )
-        t_env.execute_sql(
-            ingest.raw_source_ddl(
-                f"raw_{stem}", table, cfg.ingest.out_of_orderness_ms, cfg.ingest.max_future_ms
-            )
+        raw = ingest.raw_source_ddl(
+            f"raw_{stem}", table, cfg.ingest.out_of_orderness_ms, cfg.ingest.max_future_ms
         )
-        t_env.execute_sql(ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms))
-        t_env.execute_sql(ingest.valid_view_ddl(topic))
-        for statement in ingest.late_split_ddl(topic):
-            t_env.execute_sql(statement)
+        statements += [
+            raw,
+            ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms),
+            ingest.valid_view_ddl(topic),
+            *ingest.late_split_ddl(topic),
+        ]
+    return statements
 
 
 REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
@@ -63,38 +71,46 @@ REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, camp
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT"""
 
+BATCH_COLUMNS = """window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING,
+  arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE,
+  ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>"""
 
-def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> StatementSet:
-    """Wire sources -> validation -> attribution -> sinks; the caller executes the statement set."""
-    t_env.get_config().set("table.exec.state.ttl", f"{cfg.ingest.dedup_ttl_ms} ms")
-    register_sources(t_env, cfg)
-    for statement in attribution_sql.view_statements(cfg.attribution, cfg.rewards):
-        t_env.execute_sql(statement)
 
+def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
+    """Every table and view of the job, in order: sources, attribution, micro-batches, sinks.
+    The SQL-client init script (sql/init.sql) is rendered from the same list."""
     bootstrap = cfg.kafka.bootstrap_servers
-    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS dlq_sink (
+    return [
+        *source_statements(cfg),
+        *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
+        *batches_sql.batches_views(cfg.batches.interval_ms, cfg.batches.feature_dim),
+        f"""CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ({_sink_options(cfg.kafka.topic("dlq"), bootstrap)})""")
-    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS late_sink (
+) WITH ({_sink_options(cfg.kafka.topic("dlq"), bootstrap)})""",
+        f"""CREATE TABLE IF NOT EXISTS late_sink (
   payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ({_sink_options(cfg.kafka.topic("late"), bootstrap)})""")
-    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS rewards_sink (
+) WITH ({_sink_options(cfg.kafka.topic("late"), bootstrap)})""",
+        f"""CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, {REWARD_COLUMNS}
-) WITH ({_sink_options(cfg.kafka.topic("rewards"), bootstrap)})""")
-    # Files are committed on checkpoints only, so each row lands exactly once.
-    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS rewards_parquet (
+) WITH ({_sink_options(cfg.kafka.topic("rewards"), bootstrap)})""",
+        # Files are committed on checkpoints only, so each row lands exactly once.
+        f"""CREATE TABLE IF NOT EXISTS rewards_parquet (
   schema_version INT, {REWARD_COLUMNS}, dt STRING, hr STRING
 ) PARTITIONED BY (dt, hr) WITH (
   'connector' = 'filesystem', 'path' = '{cfg.tables.rewards_uri()}', 'format' = 'parquet',
   'sink.partition-commit.policy.kind' = 'success-file'
-)""")
-    for statement in batches_sql.batches_views(cfg.batches.interval_ms, cfg.batches.feature_dim):
+)""",
+        f"""CREATE TABLE IF NOT EXISTS batches_sink (
+  {BATCH_COLUMNS}
+) WITH ({_sink_options(cfg.kafka.topic("batches"), bootstrap)})""",
+    ]
+
+
+def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> StatementSet:
+    """Wire sources -> validation -> attribution -> sinks; the caller executes the statement set."""
+    t_env.get_config().set("table.exec.state.ttl", f"{cfg.ingest.dedup_ttl_ms} ms")
+    for statement in ddl_statements(cfg):
         t_env.execute_sql(statement)
-    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS batches_sink (
-  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING, arm STRING,
-  trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE, ipw_reward_sum DOUBLE,
-  cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>
-) WITH ({_sink_options(cfg.kafka.topic("batches"), bootstrap)})""")
 
     statements = t_env.create_statement_set()
     dead_letters = " UNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
@@ -116,6 +132,7 @@ FROM rewards""")
 def run(cfg: app_config.AppConfig, wait: bool | None = None) -> TableResult:
     from jobs.runtime import table_environment
 
+    cfg = dataclasses.replace(cfg, tables=cfg.tables.absolute())
     t_env = table_environment(cfg.job.parallelism)
     t_env.get_config().set("pipeline.name", cfg.job.name)
     result = build(t_env, cfg).execute()

@@ -42,6 +42,7 @@ fetch_jars() {  # pom, target dir
 }
 fetch_jars flink-conf/kafka-broker.pom.xml "$WORK/jars/kafka"
 fetch_jars flink-conf/flink-jars.pom.xml "$WORK/jars/flink"
+fetch_jars flink-conf/sql-client.pom.xml "$WORK/jars/sql-client"
 
 # 3. Redis server.
 if ! command -v redis-server >/dev/null; then

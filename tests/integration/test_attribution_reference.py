@@ -8,8 +8,10 @@ real Kafka; the feedback job runs bounded on the mini-cluster; its reward topic 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -21,7 +23,10 @@ from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from sql import client_init
 from tests.reference.attribution import compare_rows, reference_rewards, row_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["time_decay", "last_touch"])
@@ -114,3 +119,75 @@ def test_reward_partitions_pass_the_data_quality_suite(run, tmp_path):
     reports = check_table(cfg.tables.rewards_path, docs_dir=tmp_path / "docs")
     assert reports and all(r.success for r in reports), [r.line() for r in reports if not r.success]
     assert (tmp_path / "docs" / "index.html").exists()
+
+
+def _tableau_tables(output: str) -> list[list[dict[str, str]]]:
+    """The result tables the SQL client printed in tableau mode, in order, as lists of dicts."""
+    tables, header, rows, inside = [], None, [], False
+    for line in output.splitlines():
+        if line.startswith("+-"):
+            if header is not None and inside:  # closing border
+                tables.append(rows)
+                header, rows, inside = None, [], False
+            elif header is not None:
+                inside = True
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if header is None:
+                header = cells
+            else:
+                rows.append(dict(zip(header, cells, strict=True)))
+    return tables
+
+
+def test_example_queries_through_the_sql_client(run, tmp_path):
+    cfg, _, _ = run
+    init = tmp_path / "init.sql"
+    init.write_text(client_init.render(cfg))
+    queries = tmp_path / "queries.sql"
+    names = [
+        "ctr_by_creative_hour",
+        "cpa_by_campaign",
+        "reward_by_agent_policy_version",
+        "ips_candidate_policy",
+    ]
+    queries.write_text("\n".join((ROOT / "sql" / "queries" / f"{n}.sql").read_text() for n in names))
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "sql_client.sh"), "-i", str(init), "-f", str(queries)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ctr, cpa, by_agent, ips = _tableau_tables(proc.stdout)
+
+    df = pq.read_table(cfg.tables.rewards_path, partitioning="hive").to_pandas()
+    creative = df[df.agent == "creative"]
+    initial = creative[creative.kind == "initial"]
+    assert sum(int(r["impressions"]) for r in ctr) == len(initial)
+    assert sum(float(r["clicks"]) for r in ctr) == pytest.approx(initial.click.sum())
+
+    for row in cpa:
+        rows = creative[creative.campaign_id == row["campaign_id"]]
+        spend = rows[rows.kind == "initial"].cost.sum()
+        conversions = rows.conversion_id.dropna().nunique()
+        assert float(row["spend"]) == pytest.approx(spend, rel=1e-9)
+        assert int(row["conversions"]) == conversions
+        if conversions:
+            assert float(row["cpa"]) == pytest.approx(spend / conversions, rel=1e-9)
+
+    for row in by_agent:
+        rows = df[(df.agent == row["agent"]) & (df.policy_version == int(row["policy_version"]))]
+        assert int(row["decisions"]) == (rows.kind == "initial").sum()
+        assert float(row["reward"]) == pytest.approx(rows.reward.sum(), rel=1e-9, abs=1e-9)
+
+    best = initial.groupby(["campaign_id", "action"]).click.mean().reset_index()
+    best = best.sort_values(["campaign_id", "click", "action"], ascending=[True, False, True])
+    best = best.groupby("campaign_id").first().action
+    assert len(ips) == best.size
+    for row in ips:
+        rows = creative[creative.campaign_id == row["campaign_id"]]
+        assert row["candidate_creative"] == best[row["campaign_id"]]
+        chosen = rows[rows.action == row["candidate_creative"]]
+        expected = (chosen.reward / chosen.propensity).sum() / (rows.kind == "initial").sum()
+        assert float(row["ips_reward_per_decision"]) == pytest.approx(expected, rel=1e-9)

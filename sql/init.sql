@@ -1,0 +1,415 @@
+-- Flink SQL-client init script for adloop, rendered by `python -m sql.client_init`.
+-- Query tables: rewards_table (Parquet, batch), rewards_hourly, rewards_stream,
+-- learner_batches_stream, dead_letters, late_events; plus every view of the feedback job.
+SET 'sql-client.execution.result-mode' = 'tableau';
+SET 'table.local-time-zone' = 'UTC';
+
+CREATE TABLE IF NOT EXISTS rewards_table (
+  schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
+  segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
+  kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
+  conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT, dt STRING, hr STRING
+) PARTITIONED BY (dt, hr) WITH (
+  'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'parquet'
+);
+
+CREATE TABLE IF NOT EXISTS rewards_stream (
+  schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
+  segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
+  kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
+  conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT
+) WITH (
+  'connector' = 'kafka', 'topic' = 'ad.rewards',
+  'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
+);
+
+CREATE TABLE IF NOT EXISTS learner_batches_stream (
+  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING,
+  arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE,
+  ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>
+) WITH (
+  'connector' = 'kafka', 'topic' = 'ad.learner.batches',
+  'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
+) WITH (
+  'connector' = 'kafka', 'topic' = 'ad.dlq',
+  'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
+);
+
+CREATE TABLE IF NOT EXISTS late_events (
+  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
+) WITH (
+  'connector' = 'kafka', 'topic' = 'ad.late',
+  'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS rewards_hourly AS
+SELECT dt, hr, campaign_id, agent, action,
+       SUM(CASE WHEN kind = 'initial' THEN 1 ELSE 0 END) AS decisions,
+       SUM(click) AS clicks, SUM(credit) AS credit, SUM(cost) AS cost, SUM(reward) AS reward
+FROM rewards_table
+GROUP BY dt, hr, campaign_id, agent, action;
+
+CREATE TABLE IF NOT EXISTS raw_impressions (
+  payload STRING,
+  src_topic STRING METADATA FROM 'topic' VIRTUAL,
+  src_partition INT METADATA FROM 'partition' VIRTUAL,
+  src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  proctime AS PROCTIME(),
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
+) WITH (
+  'connector' = 'kafka',
+  'topic' = 'ad.impressions',
+  'properties.bootstrap.servers' = '127.0.0.1:9092',
+  'properties.group.id' = 'adloop-feedback',
+  'scan.startup.mode' = 'earliest-offset',
+  'format' = 'raw'
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS checked_impressions AS
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+  CASE
+    WHEN payload IS NULL THEN 'invalid_json'
+    WHEN NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\[]\s*-?(NaN|Infinity)') THEN 'non_finite_number'
+    WHEN NOT (payload IS JSON OBJECT) THEN 'invalid_json'
+    WHEN COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ('1') THEN 'unknown_schema_version'
+    WHEN NOT JSON_EXISTS(payload, '$.event_id') THEN 'missing_field:event_id'
+    WHEN JSON_QUERY(payload, '$.event_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:event_id'
+    WHEN NOT JSON_EXISTS(payload, '$.impression_id') THEN 'missing_field:impression_id'
+    WHEN JSON_QUERY(payload, '$.impression_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:impression_id'
+    WHEN NOT JSON_EXISTS(payload, '$.ts') THEN 'missing_field:ts'
+    WHEN NOT REGEXP(JSON_QUERY(payload, '$.ts' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9]+\]$') THEN 'wrong_type:ts'
+    WHEN NOT JSON_EXISTS(payload, '$.user_id') THEN 'missing_field:user_id'
+    WHEN JSON_QUERY(payload, '$.user_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:user_id'
+    WHEN NOT JSON_EXISTS(payload, '$.campaign_id') THEN 'missing_field:campaign_id'
+    WHEN JSON_QUERY(payload, '$.campaign_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:campaign_id'
+    WHEN NOT JSON_EXISTS(payload, '$.segment') THEN 'missing_field:segment'
+    WHEN JSON_QUERY(payload, '$.segment' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:segment'
+    WHEN NOT JSON_EXISTS(payload, '$.creative_id') THEN 'missing_field:creative_id'
+    WHEN JSON_QUERY(payload, '$.creative_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:creative_id'
+    WHEN NOT JSON_EXISTS(payload, '$.bid_price') THEN 'missing_field:bid_price'
+    WHEN NOT REGEXP(JSON_QUERY(payload, '$.bid_price' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9][0-9.eE+-]*\]$') THEN 'wrong_type:bid_price'
+    WHEN TRY_CAST(JSON_VALUE(payload, '$.bid_price') AS DOUBLE) < 0 THEN 'negative_value:bid_price'
+    WHEN NOT JSON_EXISTS(payload, '$.win_price') THEN 'missing_field:win_price'
+    WHEN NOT REGEXP(JSON_QUERY(payload, '$.win_price' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9][0-9.eE+-]*\]$') THEN 'wrong_type:win_price'
+    WHEN TRY_CAST(JSON_VALUE(payload, '$.win_price') AS DOUBLE) < 0 THEN 'negative_value:win_price'
+    WHEN NOT JSON_EXISTS(payload, '$.features') THEN 'missing_field:features'
+    WHEN JSON_QUERY(payload, '$.features') NOT LIKE '[%' OR JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) IS NULL THEN 'wrong_type:features'
+    WHEN TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) IS NULL THEN 'wrong_type:features'
+    WHEN NOT JSON_EXISTS(payload, '$.decisions') THEN 'missing_field:decisions'
+    WHEN JSON_QUERY(payload, '$.decisions') NOT LIKE '[%' OR JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) IS NULL THEN 'wrong_type:decisions'
+    WHEN CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) < 1 THEN 'missing_field:decisions'
+    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].agent' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.agent'
+    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].action' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.action'
+    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.propensity'
+    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].policy_version' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.policy_version'
+    WHEN TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) IS NULL THEN 'wrong_type:decisions.propensity'
+    WHEN ARRAY_MIN(TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)) <= 0 OR ARRAY_MAX(TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)) > 1 THEN 'propensity_out_of_range'
+    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING)
+  END AS reason
+FROM raw_impressions;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS valid_impressions AS
+SELECT
+  TRY_CAST(JSON_VALUE(payload, '$.schema_version') AS BIGINT) AS `schema_version`,
+  TRY_CAST(JSON_VALUE(payload, '$.event_id') AS STRING) AS `event_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.impression_id') AS STRING) AS `impression_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) AS `ts`,
+  TRY_CAST(JSON_VALUE(payload, '$.user_id') AS STRING) AS `user_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.campaign_id') AS STRING) AS `campaign_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.segment') AS STRING) AS `segment`,
+  TRY_CAST(JSON_VALUE(payload, '$.creative_id') AS STRING) AS `creative_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.bid_price') AS DOUBLE) AS `bid_price`,
+  TRY_CAST(JSON_VALUE(payload, '$.win_price') AS DOUBLE) AS `win_price`,
+  TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features,
+  JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) AS decisions,
+  payload,
+  src_topic,
+  src_partition,
+  src_offset,
+  rowtime,
+  proctime
+FROM checked_impressions
+WHERE reason IS NULL;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS late_impressions AS SELECT * FROM valid_impressions WHERE rowtime <= CURRENT_WATERMARK(rowtime);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS ontime_impressions AS SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
+  FROM valid_impressions WHERE NOT COALESCE(rowtime <= CURRENT_WATERMARK(rowtime), FALSE)
+) WHERE event_rank = 1;
+
+CREATE TABLE IF NOT EXISTS raw_clicks (
+  payload STRING,
+  src_topic STRING METADATA FROM 'topic' VIRTUAL,
+  src_partition INT METADATA FROM 'partition' VIRTUAL,
+  src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  proctime AS PROCTIME(),
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
+) WITH (
+  'connector' = 'kafka',
+  'topic' = 'ad.clicks',
+  'properties.bootstrap.servers' = '127.0.0.1:9092',
+  'properties.group.id' = 'adloop-feedback',
+  'scan.startup.mode' = 'earliest-offset',
+  'format' = 'raw'
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS checked_clicks AS
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+  CASE
+    WHEN payload IS NULL THEN 'invalid_json'
+    WHEN NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\[]\s*-?(NaN|Infinity)') THEN 'non_finite_number'
+    WHEN NOT (payload IS JSON OBJECT) THEN 'invalid_json'
+    WHEN COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ('1') THEN 'unknown_schema_version'
+    WHEN NOT JSON_EXISTS(payload, '$.event_id') THEN 'missing_field:event_id'
+    WHEN JSON_QUERY(payload, '$.event_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:event_id'
+    WHEN NOT JSON_EXISTS(payload, '$.impression_id') THEN 'missing_field:impression_id'
+    WHEN JSON_QUERY(payload, '$.impression_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:impression_id'
+    WHEN NOT JSON_EXISTS(payload, '$.ts') THEN 'missing_field:ts'
+    WHEN NOT REGEXP(JSON_QUERY(payload, '$.ts' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9]+\]$') THEN 'wrong_type:ts'
+    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING)
+  END AS reason
+FROM raw_clicks;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS valid_clicks AS
+SELECT
+  TRY_CAST(JSON_VALUE(payload, '$.schema_version') AS BIGINT) AS `schema_version`,
+  TRY_CAST(JSON_VALUE(payload, '$.event_id') AS STRING) AS `event_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.impression_id') AS STRING) AS `impression_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) AS `ts`,
+  payload,
+  src_topic,
+  src_partition,
+  src_offset,
+  rowtime,
+  proctime
+FROM checked_clicks
+WHERE reason IS NULL;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS late_clicks AS SELECT * FROM valid_clicks WHERE rowtime <= CURRENT_WATERMARK(rowtime);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS ontime_clicks AS SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
+  FROM valid_clicks WHERE NOT COALESCE(rowtime <= CURRENT_WATERMARK(rowtime), FALSE)
+) WHERE event_rank = 1;
+
+CREATE TABLE IF NOT EXISTS raw_conversions (
+  payload STRING,
+  src_topic STRING METADATA FROM 'topic' VIRTUAL,
+  src_partition INT METADATA FROM 'partition' VIRTUAL,
+  src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  proctime AS PROCTIME(),
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
+) WITH (
+  'connector' = 'kafka',
+  'topic' = 'ad.conversions',
+  'properties.bootstrap.servers' = '127.0.0.1:9092',
+  'properties.group.id' = 'adloop-feedback',
+  'scan.startup.mode' = 'earliest-offset',
+  'format' = 'raw'
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS checked_conversions AS
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+  CASE
+    WHEN payload IS NULL THEN 'invalid_json'
+    WHEN NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\[]\s*-?(NaN|Infinity)') THEN 'non_finite_number'
+    WHEN NOT (payload IS JSON OBJECT) THEN 'invalid_json'
+    WHEN COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ('1') THEN 'unknown_schema_version'
+    WHEN NOT JSON_EXISTS(payload, '$.event_id') THEN 'missing_field:event_id'
+    WHEN JSON_QUERY(payload, '$.event_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:event_id'
+    WHEN NOT JSON_EXISTS(payload, '$.conversion_id') THEN 'missing_field:conversion_id'
+    WHEN JSON_QUERY(payload, '$.conversion_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:conversion_id'
+    WHEN NOT JSON_EXISTS(payload, '$.ts') THEN 'missing_field:ts'
+    WHEN NOT REGEXP(JSON_QUERY(payload, '$.ts' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9]+\]$') THEN 'wrong_type:ts'
+    WHEN NOT JSON_EXISTS(payload, '$.user_id') THEN 'missing_field:user_id'
+    WHEN JSON_QUERY(payload, '$.user_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:user_id'
+    WHEN NOT JSON_EXISTS(payload, '$.campaign_id') THEN 'missing_field:campaign_id'
+    WHEN JSON_QUERY(payload, '$.campaign_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:campaign_id'
+    WHEN NOT JSON_EXISTS(payload, '$.value') THEN 'missing_field:value'
+    WHEN NOT REGEXP(JSON_QUERY(payload, '$.value' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9][0-9.eE+-]*\]$') THEN 'wrong_type:value'
+    WHEN TRY_CAST(JSON_VALUE(payload, '$.value') AS DOUBLE) < 0 THEN 'negative_value:value'
+    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING)
+  END AS reason
+FROM raw_conversions;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS valid_conversions AS
+SELECT
+  TRY_CAST(JSON_VALUE(payload, '$.schema_version') AS BIGINT) AS `schema_version`,
+  TRY_CAST(JSON_VALUE(payload, '$.event_id') AS STRING) AS `event_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.conversion_id') AS STRING) AS `conversion_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) AS `ts`,
+  TRY_CAST(JSON_VALUE(payload, '$.user_id') AS STRING) AS `user_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.campaign_id') AS STRING) AS `campaign_id`,
+  TRY_CAST(JSON_VALUE(payload, '$.value') AS DOUBLE) AS `value`,
+  payload,
+  src_topic,
+  src_partition,
+  src_offset,
+  rowtime,
+  proctime
+FROM checked_conversions
+WHERE reason IS NULL;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS late_conversions AS SELECT * FROM valid_conversions WHERE rowtime <= CURRENT_WATERMARK(rowtime);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS ontime_conversions AS SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY conversion_id ORDER BY proctime ASC) AS conversion_rank
+  FROM (SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
+  FROM valid_conversions WHERE NOT COALESCE(rowtime <= CURRENT_WATERMARK(rowtime), FALSE)
+) WHERE event_rank = 1)
+) WHERE conversion_rank = 1;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS impression_outcomes AS
+SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY impression_id ORDER BY joined_at ASC) AS rn
+  FROM (
+    SELECT i.impression_id, i.ts, i.rowtime, i.user_id, i.campaign_id, i.segment, i.win_price,
+           i.features, i.decisions, i.payload AS imp_payload, c.ts AS click_ts, c.rowtime AS click_time,
+           PROCTIME() AS joined_at
+    FROM ontime_impressions i LEFT JOIN ontime_clicks c
+      ON i.impression_id = c.impression_id
+     AND c.rowtime BETWEEN i.rowtime AND i.rowtime + INTERVAL '0 01:00:00.000' DAY(3) TO SECOND(3)
+  )
+) WHERE rn = 1;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS initial_rewards AS
+SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
+       propensity, policy_version, features, 'initial' AS kind, CAST(NULL AS STRING) AS conversion_id,
+       CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(0.0 AS DOUBLE) * win_price WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price END AS reward,
+       click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
+       ts AS event_ts, reward_ts
+FROM (
+  SELECT o.*, JSON_VALUE(decision, '$.agent') AS agent,
+    JSON_VALUE(decision, '$.action') AS action,
+    TRY_CAST(JSON_VALUE(decision, '$.propensity') AS DOUBLE) AS propensity,
+    TRY_CAST(JSON_VALUE(decision, '$.policy_version') AS BIGINT) AS policy_version,
+         CASE WHEN click_ts IS NULL THEN CAST(0.0 AS DOUBLE) ELSE CAST(1.0 AS DOUBLE) END AS click,
+         COALESCE(click_ts, ts + 3600000) AS reward_ts
+  FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (decision)
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
+SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
+       0 AS is_click, payload AS imp_payload
+FROM ontime_impressions
+UNION ALL
+SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
+       click_time AS touch_time, 1 AS is_click, imp_payload
+FROM impression_outcomes WHERE click_ts IS NOT NULL;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS conversion_touches AS
+SELECT v.conversion_id, v.ts AS conv_ts, v.rowtime AS conv_time, v.`value` AS conv_value,
+       t.impression_id, t.campaign_id, t.segment, t.imp_ts, t.touch_ts, t.is_click, t.imp_payload
+FROM ontime_conversions v JOIN touches t
+  ON v.user_id = t.user_id AND v.campaign_id = t.campaign_id
+ AND t.touch_time BETWEEN v.rowtime - INTERVAL '30 00:00:00.000' DAY(3) TO SECOND(3) AND v.rowtime;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS touch_credits AS
+SELECT conversion_id, conv_ts, conv_time, conv_value, impression_id, campaign_id, segment, imp_payload,
+       imp_ts, conv_value * w / SUM(w) OVER conv AS credit, TRUE AS counted
+FROM (
+  SELECT *, POWER(CAST(2 AS DOUBLE), -CAST(conv_ts - touch_ts AS DOUBLE) / 604800000) * CASE WHEN is_click = 1 THEN CAST(2.0 AS DOUBLE) ELSE 1.0 END AS w,
+         CONCAT(LPAD(CAST(touch_ts * 2 + is_click AS STRING), 20, '0'), impression_id) AS touch_key
+  FROM conversion_touches
+)
+WINDOW conv AS (PARTITION BY conversion_id ORDER BY conv_time RANGE BETWEEN INTERVAL '0' SECOND PRECEDING
+                AND CURRENT ROW);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS counted_touch_credits AS SELECT * FROM touch_credits WHERE counted;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
+SELECT conversion_id, impression_id, MAX(conv_ts) AS conv_ts, MAX(conv_value) AS conv_value,
+       MAX(campaign_id) AS campaign_id, MAX(segment) AS segment, MAX(imp_ts) AS imp_ts,
+       MAX(imp_payload) AS imp_payload,
+       SUM(credit) AS credit, window_time AS conv_time
+FROM TABLE(TUMBLE(TABLE counted_touch_credits, DESCRIPTOR(conv_time), INTERVAL '1' SECOND))
+GROUP BY window_start, window_end, window_time, conversion_id, impression_id;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
+SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
+       propensity, policy_version, features, 'delayed' AS kind, conversion_id,
+       CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 END AS reward,
+       CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
+       imp_ts AS event_ts, conv_ts AS reward_ts
+FROM (
+  SELECT c.*, JSON_VALUE(decision, '$.agent') AS agent,
+    JSON_VALUE(decision, '$.action') AS action,
+    TRY_CAST(JSON_VALUE(decision, '$.propensity') AS DOUBLE) AS propensity,
+    TRY_CAST(JSON_VALUE(decision, '$.policy_version') AS BIGINT) AS policy_version,
+         TRY_CAST(JSON_QUERY(imp_payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features
+  FROM impression_credits c
+  CROSS JOIN UNNEST(JSON_QUERY(c.imp_payload, '$.decisions' RETURNING ARRAY<STRING>)) AS d (decision)
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
+SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
+SELECT *, action AS arm, PROCTIME() AS arrived,
+       CASE WHEN agent = 'creative' THEN ''
+            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / 3600000 AS STRING), '|', segment) END AS state
+FROM rewards;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
+SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent, state, arm,
+  COALESCE(SUM(CASE WHEN kind = 'initial' THEN 1.0 END), 0.0) AS trials,
+  COALESCE(SUM(CASE WHEN kind = 'initial' THEN reward END), 0.0) AS reward_sum,
+  COALESCE(SUM(CASE WHEN kind = 'initial' THEN reward * reward END), 0.0) AS reward_sq_sum,
+  COALESCE(SUM(CASE WHEN kind = 'delayed' THEN reward END), 0.0) AS delayed_sum,
+  COALESCE(SUM(reward / propensity), 0.0) AS ipw_reward_sum,
+  COALESCE(SUM(cost), 0.0) AS cost_sum,
+  COALESCE(SUM(CASE WHEN kind = 'initial' THEN 1.0 END), 0.0) AS wins,
+  ARRAY[COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[1] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[2] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[3] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[4] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[5] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[6] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[7] * features[8] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[1] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[2] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[3] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[4] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[5] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[6] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[7] END), 0.0), COALESCE(SUM(CASE WHEN kind = 'initial' THEN features[8] * features[8] END), 0.0)] AS xx,
+  ARRAY[COALESCE(SUM(reward * features[1]), 0.0), COALESCE(SUM(reward * features[2]), 0.0), COALESCE(SUM(reward * features[3]), 0.0), COALESCE(SUM(reward * features[4]), 0.0), COALESCE(SUM(reward * features[5]), 0.0), COALESCE(SUM(reward * features[6]), 0.0), COALESCE(SUM(reward * features[7]), 0.0), COALESCE(SUM(reward * features[8]), 0.0)] AS rx
+FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:01.000' DAY(3) TO SECOND(3)))
+GROUP BY window_start, window_end, campaign_id, agent, state, arm;
+
+CREATE TABLE IF NOT EXISTS dlq_sink (
+  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
+) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');
+
+CREATE TABLE IF NOT EXISTS late_sink (
+  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
+) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');
+
+CREATE TABLE IF NOT EXISTS rewards_sink (
+  schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
+  segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
+  kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
+  conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT
+) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');
+
+CREATE TABLE IF NOT EXISTS rewards_parquet (
+  schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
+  segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
+  kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
+  conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT, dt STRING, hr STRING
+) PARTITIONED BY (dt, hr) WITH (
+  'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'parquet',
+  'sink.partition-commit.policy.kind' = 'success-file'
+);
+
+CREATE TABLE IF NOT EXISTS batches_sink (
+  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING,
+  arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE,
+  ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>
+) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');
