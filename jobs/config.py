@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from attribution.config import AttributionConfig, RewardConfig
+from learners.registry import LearnerSpecs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "flink-conf" / "adloop.yaml"
@@ -32,6 +33,7 @@ class KafkaConfig:
     conversions_topic: str = "ad.conversions"
     rewards_topic: str = "ad.rewards"
     batches_topic: str = "ad.learner.batches"
+    policy_updates_topic: str = "ad.policy.updates"
     late_topic: str = "ad.late"
     dlq_topic: str = "ad.dlq"
     group_id: str = "adloop-feedback"
@@ -54,7 +56,7 @@ class KafkaConfig:
         return [self.topic(n) for n in ("impressions", "clicks", "conversions")]
 
     def output_topics(self) -> list[str]:
-        return [self.topic(n) for n in ("rewards", "batches", "late", "dlq")]
+        return [self.topic(n) for n in ("rewards", "batches", "late", "dlq", "policy_updates")]
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,23 @@ class TablesConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    interval_ms: int = 200  # a key publishes at most this often
+    every_n: int = 1  # ... and once this many updates are pending
+    idle_expiry_ms: int = 7 * 86_400_000  # state of a campaign idle this long is dropped
+
+    def __post_init__(self) -> None:
+        for key in ("interval_ms", "every_n", "idle_expiry_ms"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                _bad(f"publish.{key}", "an integer >= 1", value)
+
+
+@dataclass(frozen=True)
 class JobSettings:
     parallelism: int = 1
     name: str = "adloop-feedback"
+    learners: bool = True  # false: attribution and reward tables only (SQL), no learners/publishing
 
     def __post_init__(self) -> None:
         if not isinstance(self.parallelism, int) or self.parallelism < 1:
@@ -127,17 +143,27 @@ class AppConfig:
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     rewards: RewardConfig = field(default_factory=RewardConfig)
     batches: BatchesConfig = field(default_factory=BatchesConfig)
+    learners: LearnerSpecs = field(default_factory=LearnerSpecs)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
     job: JobSettings = field(default_factory=JobSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> AppConfig:
         """A copy with some keys of some sections changed, validated like a loaded file."""
-        raw = {
-            name: {**dataclasses.asdict(getattr(self, name)), **values} for name, values in sections.items()
-        }
-        return _build(
-            {**{f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}, **raw}
-        )
+        current = {f.name: _as_mapping(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        raw = {name: {**current[name], **values} for name, values in sections.items()}
+        return _build({**current, **raw})
+
+
+def _as_mapping(section: Any) -> dict[str, Any]:
+    if hasattr(section, "to_mapping"):
+        return section.to_mapping()
+    return dataclasses.asdict(section)
+
+
+def as_sections(cfg: AppConfig) -> dict[str, dict[str, Any]]:
+    """The whole config as the YAML sections ``load`` reads (to write a config file)."""
+    return {f.name: _as_mapping(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
 def _bad(key: str, expected: str, found: Any) -> None:

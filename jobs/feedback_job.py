@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     # `flink run -py jobs/feedback_job.py` runs this file as a script; make the project importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.table import StatementSet, StreamTableEnvironment, TableResult
+from pyflink.table import StatementSet, StreamTableEnvironment
 
 from contract import events
 from jobs import config as app_config
@@ -129,16 +129,52 @@ FROM rewards""")
     return statements
 
 
-def run(cfg: app_config.AppConfig, wait: bool | None = None) -> TableResult:
-    from jobs.runtime import table_environment
+def attach_learners(
+    t_env: StreamTableEnvironment, statements: StatementSet, cfg: app_config.AppConfig
+) -> None:
+    """learner_batches -> keyed learner operator (Python) -> Redis; its updates to a Kafka topic."""
+    from pyflink.common.typeinfo import Types
+
+    from operators.learner_operator import OUTPUT_TYPE, LearnerOperator, OperatorSettings
+
+    settings = OperatorSettings(
+        redis_url=cfg.redis.url,
+        key_prefix=cfg.redis.key_prefix,
+        publish_interval_ms=cfg.publish.interval_ms,
+        publish_every_n=cfg.publish.every_n,
+        idle_expiry_ms=cfg.publish.idle_expiry_ms,
+        specs={agent: dict(spec) for agent, spec in cfg.learners.specs.items()},
+    )
+    # (window_end, event_time, campaign_id, agent, state, arm, sums...) per key and micro-batch
+    batches = t_env.to_data_stream(t_env.from_path("learner_batches"))
+    # (campaign_id, agent, version, published, pending) per publish
+    updates = batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING()).process(
+        LearnerOperator(settings), output_type=OUTPUT_TYPE
+    )
+    t_env.create_temporary_view("policy_updates", t_env.from_data_stream(updates))
+    t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS policy_updates_sink (
+  campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT
+) WITH ({_sink_options(cfg.kafka.topic("policy_updates"), cfg.kafka.bootstrap_servers)})""")
+    statements.add_insert_sql("INSERT INTO policy_updates_sink SELECT * FROM policy_updates")
+
+
+def run(cfg: app_config.AppConfig, wait: bool | None = None, flink_overrides: dict[str, str] | None = None):
+    """Build and start the job on the mini-cluster (or the cluster ``flink run`` targets).
+
+    Waits for the end when ``wait`` (default: when the Kafka sources are bounded); returns the
+    JobClient either way."""
+    from jobs.runtime import environments
 
     cfg = dataclasses.replace(cfg, tables=cfg.tables.absolute())
-    t_env = table_environment(cfg.job.parallelism)
-    t_env.get_config().set("pipeline.name", cfg.job.name)
-    result = build(t_env, cfg).execute()
+    env, t_env = environments(cfg.job.parallelism, flink_overrides)
+    statements = build(t_env, cfg)
+    if cfg.job.learners:
+        attach_learners(t_env, statements, cfg)
+    statements.attach_as_datastream()
+    job = env.execute_async(cfg.job.name)
     if wait if wait is not None else cfg.kafka.bounded:
-        result.wait()
-    return result
+        job.get_job_execution_result().result()
+    return job
 
 
 def main(argv: list[str] | None = None) -> int:

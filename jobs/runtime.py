@@ -66,9 +66,16 @@ def table_environment(
     parallelism: int = 1, overrides: dict[str, str] | None = None
 ) -> StreamTableEnvironment:
     """A streaming table environment on the mini-cluster (or the cluster ``flink run`` targets)."""
+    return environments(parallelism, overrides)[1]
+
+
+def environments(
+    parallelism: int = 1, overrides: dict[str, str] | None = None
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    """The DataStream and Table environments of one job (the learners need both)."""
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(overrides))
     env.set_parallelism(parallelism)
     settings = EnvironmentSettings.new_instance().in_streaming_mode().build()
     t_env = StreamTableEnvironment.create(env, environment_settings=settings)
     t_env.get_config().set("parallelism.default", str(parallelism))
-    return t_env
+    return env, t_env

@@ -206,6 +206,14 @@ def _kafka_ready(bootstrap: str) -> bool:
     return bool(md.brokers)
 
 
+def _cluster_id() -> str:
+    """A random KRaft cluster id; never one starting with '-', which the CLI would take for a flag."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start(ttl_s: float, owner_pid: int | None) -> Services:
     wd = work_dir()
     home = wd / "services"
@@ -264,7 +272,7 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
         kafka_log = home / "kafka.log"
         _log4j2(log4j, kafka_log)
         jvm = [java, "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
             capture_output=True,

@@ -52,6 +52,7 @@ def run(request, services, tmp_path_factory):
         },
         ingest={"out_of_orderness_ms": 30_000},
         attribution={"model": model},
+        job={"learners": False},
         tables={"rewards_path": str(tmp_path_factory.mktemp(f"rewards-{model}"))},
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()

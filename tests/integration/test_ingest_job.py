@@ -56,8 +56,10 @@ def test_job_turns_valid_events_into_rewards_and_bad_ones_into_dead_letters(
             "bounded": True,
             "group_id": f"{unique_prefix}job",
         },
+        job={"learners": False},
     )
-    feedback_job.run(cfg)
+    # No restarts allowed: a bad record that failed the job would fail this test, not be retried.
+    feedback_job.run(cfg, flink_overrides={"restart-strategy.type": "none"})
 
     rewards = [
         json.loads(v) for v in kafka_tools.read_all(services.kafka_bootstrap, cfg.kafka.topic("rewards"))

@@ -39,6 +39,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
             "group_id": f"{unique_prefix}job",
         },
         batches={"interval_ms": 500},
+        job={"learners": False},
         tables={"rewards_path": str(tmp_path / "rewards")},
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
@@ -54,7 +55,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
         rewards = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
         batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
     finally:
-        result.get_job_client().cancel().result()
+        result.cancel().result()
         kafka_tools.delete_topics(bootstrap, topics)
 
     d = cfg.batches.feature_dim

@@ -1,0 +1,128 @@
+"""The keyed learner operator: key = (campaign_id, agent); input = SQL micro-batch aggregates.
+
+A thin Flink shell over :class:`learners.registry.KeyedLearners` and the Redis policy store:
+params live in keyed ValueState as JSON (never pickled River objects), an in-memory cache keeps
+rebuilt learners, and processing-time timers publish each key at most every ``publish_interval_ms``
+once ``publish_every_n`` updates are pending. Keys idle for ``idle_expiry_ms`` are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyflink.common import Row
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
+
+# (campaign_id, agent, version, published: bool, pending_updates)
+OUTPUT_TYPE = Types.ROW_NAMED(
+    ["campaign_id", "agent", "version", "published", "pending"],
+    [Types.STRING(), Types.STRING(), Types.LONG(), Types.BOOLEAN(), Types.LONG()],
+)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    redis_url: str
+    key_prefix: str = "adloop"
+    publish_interval_ms: int = 200
+    publish_every_n: int = 1
+    idle_expiry_ms: int = 7 * 86_400_000
+    specs: dict[str, Any] = field(default_factory=dict)
+
+
+class LearnerOperator(KeyedProcessFunction):
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from state.policy_store import PendingPublisher, RedisPolicyStore
+
+        self._params = runtime_context.get_state(ValueStateDescriptor("params", Types.STRING()))
+        # [pending updates, last publish ms, last active ms, timer ms or 0]
+        self._meta = runtime_context.get_state(
+            ValueStateDescriptor("meta", Types.PRIMITIVE_ARRAY(Types.LONG()))
+        )
+        self._learners = KeyedLearners(LearnerSpecs(self.settings.specs))
+        store = RedisPolicyStore(self.settings.redis_url, key_prefix=self.settings.key_prefix)
+        self._publisher = PendingPublisher(store)
+        metrics = runtime_context.get_metrics_group().add_group("adloop")
+        self._applied = {a: metrics.counter(f"rewards_applied_{a}") for a in ("creative", "bid", "budget")}
+        self._published = metrics.counter("policies_published")
+        self._failures = metrics.counter("publish_failures")
+        self._latency_ms = 0
+        metrics.gauge("publish_latency_ms", lambda: self._latency_ms)
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):
+        campaign_id, agent = value.campaign_id, value.agent
+        stored = self._params.value()
+        learner = self._learners.learner(campaign_id, agent, json.loads(stored) if stored else None)
+        learner.update(batch_from_aggregate(value.as_dict()))
+        self._params.update(json.dumps(learner.to_params(), separators=(",", ":")))
+        if agent in self._applied:
+            self._applied[agent].inc(int(value.trials))
+
+        now = ctx.timer_service().current_processing_time()
+        pending, last_publish, _, timer = self._meta.value() or [0, 0, 0, 0]
+        pending += 1
+        expiry = now + self.settings.idle_expiry_ms
+        ctx.timer_service().register_processing_time_timer(expiry)
+        if (
+            pending >= self.settings.publish_every_n
+            and now - last_publish >= self.settings.publish_interval_ms
+        ):
+            yield self._publish(campaign_id, agent, learner.to_params(), now)
+            pending, last_publish = 0, now
+        elif timer == 0:
+            timer = max(now, last_publish + self.settings.publish_interval_ms)
+            ctx.timer_service().register_processing_time_timer(timer)
+        self._meta.update([pending, last_publish, now, timer])
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        meta = self._meta.value()
+        if meta is None:
+            return
+        pending, last_publish, last_active, timer = meta
+        campaign_id, agent = ctx.get_current_key().split("|", 1)
+        if timestamp == timer:
+            timer = 0
+            if pending >= self.settings.publish_every_n or (pending and self._publisher.pending_count()):
+                yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
+                pending, last_publish = 0, timestamp
+            elif pending:
+                timer = timestamp + self.settings.publish_interval_ms
+                ctx.timer_service().register_processing_time_timer(timer)
+        if timestamp >= last_active + self.settings.idle_expiry_ms:
+            # An inactive campaign: drop its state; Redis keeps the last published policy.
+            self._params.clear()
+            self._meta.clear()
+            self._learners.forget(campaign_id, agent)
+            return
+        self._meta.update([pending, last_publish, last_active, timer])
+
+    def _publish(self, campaign_id: str, agent: str, params: dict[str, Any], now_ms: int) -> Row:
+        from state.codec import PolicyRecord
+
+        record = PolicyRecord(
+            campaign_id=campaign_id,
+            agent=agent,
+            version=int(params["version"]),
+            learner=params["learner"],
+            schema_version=1,
+            params=params,
+            updated_at_ms=int(time.time() * 1000),
+        )
+        started = time.perf_counter()
+        written = self._publisher.publish(record)
+        self._latency_ms = int((time.perf_counter() - started) * 1000)
+        if written:
+            self._published.inc()
+        else:
+            self._failures.inc()
+        return Row(campaign_id, agent, record.version, bool(written), 0)
