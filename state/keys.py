@@ -1,0 +1,69 @@
+"""Redis key layout of the policy store, in one place so writers and readers agree."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["KeyLayout", "StreamId", "parse_stream_id"]
+
+StreamId = tuple[int, int]  # (milliseconds, sequence), comparable
+
+
+def parse_stream_id(value: str | bytes) -> StreamId:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``.
+
+    >>> parse_stream_id(b"12-3") < parse_stream_id("12-10")
+    True
+    """
+    text = value.decode() if isinstance(value, bytes) else value
+    ms, sep, seq = text.partition("-")
+    if not (sep and ms.isdigit() and seq.isdigit()):
+        raise ValueError(f"parse_stream_id: expected '<ms>-<seq>'; got {text!r}")
+    return int(ms), int(seq)
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Keys under ``prefix``.
+
+    - ``<prefix>:policy:<campaign>:<agent>``: a hash with ``version`` and ``record`` (codec JSON);
+    - ``<prefix>:policy-updates``: the stream of notifications, and the pub/sub channel of the same name.
+
+    For Redis Cluster, put a hash tag in the prefix (``"{adloop}"``) so the script's keys share a slot.
+
+    >>> keys = KeyLayout("adloop")
+    >>> keys.policy("c01", "bid"), keys.stream, keys.channel
+    ('adloop:policy:c01:bid', 'adloop:policy-updates', 'adloop:policy-updates')
+    >>> keys.scan_pattern("c*1")
+    'adloop:policy:c\\\\*1:*'
+    """
+
+    prefix: str = "adloop"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or self.prefix == "":
+            raise ValueError(f"KeyLayout: prefix must be a non-empty string; got {self.prefix!r}")
+
+    def policy(self, campaign_id: str, agent: str) -> str:
+        """The hash holding the policy of (campaign, agent)."""
+        return f"{self.prefix}:policy:{campaign_id}:{agent}"
+
+    @property
+    def stream(self) -> str:
+        """The notification stream."""
+        return f"{self.prefix}:policy-updates"
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel (same name as the stream: they are different namespaces)."""
+        return f"{self.prefix}:policy-updates"
+
+    def scan_pattern(self, campaign_id: str | None = None) -> str:
+        """SCAN MATCH pattern for all policies, or those of one campaign (a superset: filter records)."""
+        head = f"{_glob_escape(self.prefix)}:policy:"
+        return head + "*" if campaign_id is None else f"{head}{_glob_escape(campaign_id)}:*"

@@ -1,0 +1,315 @@
+"""The Redis policy store: atomic, monotonic policy writes with a stream and pub/sub notification.
+
+One Lua script does the compare-and-write, the ``XADD`` and the ``PUBLISH``, so a write and its
+notification are never separated and a replay of older versions (after a job restart) never moves
+a policy backwards. See ARCHITECTURE.md, "Policy publishing protocol (Redis)".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from redis.client import PubSub
+
+from state.codec import Notification, PolicyKey, PolicyRecord, decode_record, encode_record
+from state.keys import KeyLayout
+
+__all__ = [
+    "PolicyStoreAuthError",
+    "PolicyStoreError",
+    "PolicyStoreUnavailable",
+    "RedisPolicyStore",
+    "UpdateBatch",
+]
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] policy hash, KEYS[2] stream.
+# ARGV: version, record JSON, stream maxlen, campaign, agent, updated_at, channel, pub/sub payload.
+# Returns {1, stream id} when written, {0, stored version} when the stored version is not lower.
+PUBLISH_LUA = """
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+  return {0, stored}
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'record', ARGV[2])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+  'campaign', ARGV[4], 'agent', ARGV[5], 'version', ARGV[1], 'updated_at', ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return {1, id}
+"""
+
+
+class PolicyStoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class PolicyStoreUnavailable(PolicyStoreError, ConnectionError):
+    """Redis cannot be reached (refused, timed out, loading): retry later."""
+
+
+class PolicyStoreAuthError(PolicyStoreError, PermissionError):
+    """Redis refused the credentials or the ACL user lacks a permission: a configuration error."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateBatch:
+    """Stream entries read after some ID: parsed notifications and the ID to continue from.
+
+    ``last_id`` is the ID of the last entry read (malformed ones included), or ``None`` if none.
+    """
+
+    entries: list[tuple[str, Notification]] = field(default_factory=list)
+    last_id: str | None = None
+    read: int = 0
+
+
+def _where(url: str) -> str:
+    """The URL without credentials, for error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+class RedisPolicyStore:
+    """Policy records in Redis, one per (campaign, agent), written atomically and monotonically.
+
+    Parameters
+    ----------
+    url
+        ``redis://host:port/db`` (``rediss://`` for TLS; credentials in the URL are accepted).
+    key_prefix
+        Prefix of every key and of the channel (see :class:`state.keys.KeyLayout`).
+    password, username
+        Redis ``AUTH``: a password alone, or an ACL user and its password.
+    tls, tls_ca_certs
+        Connect with TLS (``redis://`` is then treated as ``rediss://``), verifying the server
+        against the CA bundle at ``tls_ca_certs`` (the system's when ``None``).
+    socket_timeout_s
+        Connect and read timeout: an unreachable Redis fails a call within it instead of hanging.
+    stream_maxlen
+        Approximate length the notification stream is trimmed to.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "adloop",
+        password: str | None = None,
+        username: str | None = None,
+        tls: bool = False,
+        tls_ca_certs: str | None = None,
+        socket_timeout_s: float = 1.0,
+        stream_maxlen: int = 100_000,
+    ) -> None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"RedisPolicyStore: url must be redis://, rediss:// or unix://; got {_where(str(url))!r}"
+            )
+        if not socket_timeout_s > 0:
+            raise ValueError(f"RedisPolicyStore: socket_timeout_s must be > 0; got {socket_timeout_s!r}")
+        if not (isinstance(stream_maxlen, int) and stream_maxlen >= 1):
+            raise ValueError(f"RedisPolicyStore: stream_maxlen must be an int >= 1; got {stream_maxlen!r}")
+        scheme = urlsplit(url).scheme
+        if tls and scheme == "unix":
+            raise ValueError("RedisPolicyStore: tls=True needs a redis:// or rediss:// url; got unix://")
+        if tls and scheme == "redis":
+            url = "rediss" + url[len("redis") :]
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout_s,
+            "socket_connect_timeout": socket_timeout_s,
+            "socket_keepalive": True,
+        }
+        if password is not None:
+            options["password"] = password
+        if username is not None:
+            options["username"] = username
+        if tls or scheme == "rediss":
+            options["ssl_ca_certs"] = tls_ca_certs
+        self.keys = KeyLayout(key_prefix)
+        self.where = _where(url)
+        self.socket_timeout_s = socket_timeout_s
+        self.stream_maxlen = stream_maxlen
+        self.redis: redis.Redis = redis.Redis.from_url(url, **options)
+        # Registered once; each call is an EVALSHA, re-loaded on NOSCRIPT (a restarted Redis).
+        self._publish_script = self.redis.register_script(PUBLISH_LUA)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def publish(self, record: PolicyRecord) -> bool:
+        """Write ``record`` if its version is higher than the stored one; notify in the same step.
+
+        Returns ``True`` if written (one stream entry and one pub/sub message were emitted),
+        ``False`` if ignored because the stored version is equal or higher.
+        Raises :class:`PolicyStoreUnavailable` when Redis cannot be reached within the timeout.
+        """
+        if not isinstance(record, PolicyRecord):
+            raise ValueError(
+                f"RedisPolicyStore.publish: expected a PolicyRecord; got {type(record).__name__}"
+            )
+        note = Notification.of(record)
+        args: list[str | int] = [
+            record.version,
+            encode_record(record),
+            self.stream_maxlen,
+            record.campaign_id,
+            record.agent,
+            record.updated_at_ms,
+            self.keys.channel,
+            note.to_json(),
+        ]
+        with self._errors("publish"):
+            written, _ = self._publish_script(
+                keys=[self.keys.policy(record.campaign_id, record.agent), self.keys.stream], args=args
+            )
+        return bool(written)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def get(self, campaign_id: str, agent: str) -> PolicyRecord | None:
+        """The stored record of (campaign, agent), or ``None``; a corrupt record is a ValueError."""
+        return self.get_many([(campaign_id, agent)]).get((campaign_id, agent))
+
+    def get_many(
+        self, keys: Iterable[PolicyKey], *, skip_invalid: bool = False
+    ) -> dict[PolicyKey, PolicyRecord]:
+        """Records of several (campaign, agent) keys in one round trip; missing keys are left out.
+
+        A record that does not decode is a ValueError, or is logged and left out if ``skip_invalid``.
+        """
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        with self._errors("get_many"):
+            pipe = self.redis.pipeline(transaction=False)
+            for campaign_id, agent in wanted:
+                pipe.hget(self.keys.policy(campaign_id, agent), "record")
+            raws = pipe.execute()
+        out: dict[PolicyKey, PolicyRecord] = {}
+        for key, raw in zip(wanted, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                out[key] = decode_record(raw)
+            except ValueError as exc:
+                if not skip_invalid:
+                    raise ValueError(f"RedisPolicyStore.get_many: policy {key}: {exc}") from None
+                log.warning("RedisPolicyStore: skipping policy %s: %s", key, exc)
+        return out
+
+    def load_all(self, campaigns: Sequence[str] | None = None) -> list[PolicyRecord]:
+        """Every stored record (of ``campaigns`` only, if given), by SCAN; corrupt ones are skipped."""
+        patterns = (
+            [self.keys.scan_pattern()]
+            if campaigns is None
+            else [self.keys.scan_pattern(c) for c in campaigns]
+        )
+        names: list[str] = []
+        with self._errors("load_all"):
+            for pattern in patterns:
+                names.extend(_id(n) for n in self.redis.scan_iter(match=pattern, count=1000, _type="hash"))
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hget(name, "record")
+            raws = pipe.execute()
+        wanted = None if campaigns is None else set(campaigns)
+        records: list[PolicyRecord] = []
+        for name, raw in zip(names, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                record = decode_record(raw)
+            except ValueError as exc:
+                log.warning("RedisPolicyStore: skipping %r: %s", name, exc)
+                continue
+            if wanted is None or record.campaign_id in wanted:
+                records.append(record)
+        return records
+
+    def read_updates(self, after_id: str, *, count: int = 1000) -> UpdateBatch:
+        """Up to ``count`` stream entries after ``after_id`` (``"0-0"`` for all); never blocks."""
+        with self._errors("read_updates"):
+            reply: Any = self.redis.xread({self.keys.stream: after_id}, count=count)
+        if not reply:
+            return UpdateBatch()
+        _, raw_entries = reply[0]
+        entries: list[tuple[str, Notification]] = []
+        for raw_id, fields in raw_entries:
+            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            try:
+                entries.append((entry_id, Notification.from_fields(fields)))
+            except ValueError as exc:
+                log.warning("RedisPolicyStore: skipping stream entry %s: %s", entry_id, exc)
+        last = raw_entries[-1][0]
+        return UpdateBatch(entries, last.decode() if isinstance(last, bytes) else last, len(raw_entries))
+
+    def stream_bounds(self) -> tuple[str, str] | None:
+        """IDs of the first and last stream entries, or ``None`` if the stream is empty or missing."""
+        with self._errors("stream_bounds"):
+            first: Any = self.redis.xrange(self.keys.stream, count=1)
+            last: Any = self.redis.xrevrange(self.keys.stream, count=1)
+        if not first or not last:
+            return None
+        return _id(first[0][0]), _id(last[0][0])
+
+    def pubsub(self) -> PubSub:
+        """A new pub/sub object on this store's connection settings (not yet subscribed)."""
+        return self.redis.pubsub()
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`PolicyStoreUnavailable` / :class:`PolicyStoreAuthError` unless Redis answers."""
+        with self._errors("ping"):
+            self.redis.ping()
+
+    def purge(self) -> int:
+        """Delete every policy and the stream under this prefix (tests, tear-down); returns the count."""
+        with self._errors("purge"):
+            names = [_id(n) for n in self.redis.scan_iter(match=self.keys.scan_pattern(), count=1000)]
+            deleted: Any = self.redis.delete(*names, self.keys.stream)
+            return int(deleted)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.redis.close()
+
+    def __enter__(self) -> RedisPolicyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisPolicyStore({self.where!r}, key_prefix={self.keys.prefix!r})"
+
+    @contextmanager
+    def _errors(self, op: str) -> Iterator[None]:
+        """Turn redis-py's connection and permission errors into this module's, naming the step."""
+        try:
+            yield
+        except (
+            redis.AuthenticationError,
+            redis.exceptions.AuthorizationError,
+            redis.exceptions.NoPermissionError,
+        ) as exc:
+            raise PolicyStoreAuthError(
+                f"RedisPolicyStore.{op}: Redis at {self.where} refused the credentials or a permission "
+                f"(prefix {self.keys.prefix!r}): {exc}"
+            ) from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise PolicyStoreUnavailable(
+                f"RedisPolicyStore.{op}: Redis at {self.where} unavailable within "
+                f"{self.socket_timeout_s} s: {exc}"
+            ) from exc
+
+
+def _id(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
