@@ -31,10 +31,17 @@ from sql import ingest
 SOURCES = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
 
 
-def _sink_options(topic: str, bootstrap: str) -> str:
-    return (
+def _sink_options(topic: str, bootstrap: str, key_fields: str | None = None) -> str:
+    """JSON Kafka sink; with ``key_fields`` (``a;b``) rows of one key share a partition, in order."""
+    common = (
         f"'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
-        "'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once'"
+        "'sink.delivery-guarantee' = 'at-least-once'"
+    )
+    if key_fields is None:
+        return f"{common}, 'format' = 'json'"
+    return (
+        f"{common}, 'key.format' = 'json', 'key.fields' = '{key_fields}', 'value.format' = 'json', "
+        "'value.fields-include' = 'ALL'"
     )
 
 
@@ -102,7 +109,7 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
 )""",
         f"""CREATE TABLE IF NOT EXISTS batches_sink (
   {BATCH_COLUMNS}
-) WITH ({_sink_options(cfg.kafka.topic("batches"), bootstrap)})""",
+) WITH ({_sink_options(cfg.kafka.topic("batches"), bootstrap, key_fields="campaign_id;agent")})""",
     ]
 
 
@@ -125,7 +132,6 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
 SELECT 1, *, DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'yyyy-MM-dd'),
        DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'HH')
 FROM rewards""")
-    statements.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches")
     return statements
 
 
@@ -145,8 +151,12 @@ def attach_learners(
         idle_expiry_ms=cfg.publish.idle_expiry_ms,
         specs={agent: dict(spec) for agent, spec in cfg.learners.specs.items()},
     )
-    # (window_end, event_time, campaign_id, agent, state, arm, sums...) per key and micro-batch
+    # (window_end, event_time, campaign_id, agent, state, arm, sums...) per key and micro-batch.
+    # One conversion feeds both the learners and the batches topic, so the topic holds exactly the
+    # micro-batches the learners saw (processing-time windows computed twice would differ).
     batches = t_env.to_data_stream(t_env.from_path("learner_batches"))
+    t_env.create_temporary_view("learner_batches_seen", t_env.from_data_stream(batches))
+    statements.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches_seen")
     # (campaign_id, agent, version, published, pending) per publish
     updates = batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING()).process(
         LearnerOperator(settings), output_type=OUTPUT_TYPE
@@ -154,7 +164,7 @@ def attach_learners(
     t_env.create_temporary_view("policy_updates", t_env.from_data_stream(updates))
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS policy_updates_sink (
   campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT
-) WITH ({_sink_options(cfg.kafka.topic("policy_updates"), cfg.kafka.bootstrap_servers)})""")
+) WITH ({_sink_options(cfg.kafka.topic("policy_updates"), cfg.kafka.bootstrap_servers, "campaign_id;agent")})""")
     statements.add_insert_sql("INSERT INTO policy_updates_sink SELECT * FROM policy_updates")
 
 
@@ -170,6 +180,8 @@ def run(cfg: app_config.AppConfig, wait: bool | None = None, flink_overrides: di
     statements = build(t_env, cfg)
     if cfg.job.learners:
         attach_learners(t_env, statements, cfg)
+    else:
+        statements.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches")
     statements.attach_as_datastream()
     job = env.execute_async(cfg.job.name)
     if wait if wait is not None else cfg.kafka.bounded:

@@ -20,6 +20,8 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 
+RETRY_MS = 1_000  # how often a key whose publish found Redis down tries again
+
 # (campaign_id, agent, version, published: bool, pending_updates)
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["campaign_id", "agent", "version", "published", "pending"],
@@ -41,8 +43,9 @@ class LearnerOperator(KeyedProcessFunction):
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        from state.policy_store import PendingPublisher, RedisPolicyStore
+    def open(self, runtime_context: RuntimeContext) -> None:  # noqa: D401
+        from state.pending import PendingPublisher
+        from state.policy_store import RedisPolicyStore
 
         self._params = runtime_context.get_state(ValueStateDescriptor("params", Types.STRING()))
         # [pending updates, last publish ms, last active ms, timer ms or 0]
@@ -92,12 +95,15 @@ class LearnerOperator(KeyedProcessFunction):
         campaign_id, agent = ctx.get_current_key().split("|", 1)
         if timestamp == timer:
             timer = 0
-            if pending >= self.settings.publish_every_n or (pending and self._publisher.pending_count()):
+            if pending:
                 yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
                 pending, last_publish = 0, timestamp
-            elif pending:
-                timer = timestamp + self.settings.publish_interval_ms
-                ctx.timer_service().register_processing_time_timer(timer)
+            if self._publisher.pending_record(campaign_id, agent) is not None:
+                # Redis was down: try again later; the newest params of the key are held meanwhile.
+                self._publisher.flush()
+                if self._publisher.pending_record(campaign_id, agent) is not None:
+                    timer = timestamp + RETRY_MS
+                    ctx.timer_service().register_processing_time_timer(timer)
         if timestamp >= last_active + self.settings.idle_expiry_ms:
             # An inactive campaign: drop its state; Redis keeps the last published policy.
             self._params.clear()
@@ -108,21 +114,15 @@ class LearnerOperator(KeyedProcessFunction):
 
     def _publish(self, campaign_id: str, agent: str, params: dict[str, Any], now_ms: int) -> Row:
         from state.codec import PolicyRecord
+        from state.pending import Outcome
 
-        record = PolicyRecord(
-            campaign_id=campaign_id,
-            agent=agent,
-            version=int(params["version"]),
-            learner=params["learner"],
-            schema_version=1,
-            params=params,
-            updated_at_ms=int(time.time() * 1000),
-        )
+        record = PolicyRecord.from_params(campaign_id, agent, params, updated_at_ms=int(time.time() * 1000))
         started = time.perf_counter()
-        written = self._publisher.publish(record)
+        outcome = self._publisher.publish(record)
         self._latency_ms = int((time.perf_counter() - started) * 1000)
-        if written:
+        if outcome is Outcome.WRITTEN:
             self._published.inc()
-        else:
+        elif outcome is Outcome.PENDING:
             self._failures.inc()
-        return Row(campaign_id, agent, record.version, bool(written), 0)
+        # STALE: Redis already has this version or a newer one (a replay after a restart).
+        return Row(campaign_id, agent, record.version, outcome is Outcome.WRITTEN, 0)

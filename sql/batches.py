@@ -12,7 +12,9 @@ from sql.ingest import interval
 
 
 def _sum(expr: str) -> str:
-    return f"COALESCE(SUM({expr}), 0.0)"
+    # DOUBLE throughout: a DECIMAL literal would make the column DECIMAL, which the conversion to
+    # the learners' DataStream does not take.
+    return f"CAST(COALESCE(SUM(CAST({expr} AS DOUBLE)), 0) AS DOUBLE)"
 
 
 def batches_views(interval_ms: int, feature_dim: int, n_blocks: int = 24) -> list[str]:
