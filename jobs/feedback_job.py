@@ -162,7 +162,9 @@ def attach_learners(
         LearnerOperator(settings), output_type=OUTPUT_TYPE
     )
     t_env.create_temporary_view("policy_updates", t_env.from_data_stream(updates))
-    options = _sink_options(cfg.kafka.topic("policy_updates"), cfg.kafka.bootstrap_servers, "campaign_id;agent")
+    options = _sink_options(
+        cfg.kafka.topic("policy_updates"), cfg.kafka.bootstrap_servers, key_fields="campaign_id;agent"
+    )
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS policy_updates_sink (
   campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT
 ) WITH ({options})""")
