@@ -82,6 +82,10 @@ class LearnerOperator(KeyedProcessFunction):
         ):
             yield self._publish(campaign_id, agent, learner.to_params(), now)
             pending, last_publish = 0, now
+            if timer == 0 and self._publisher.pending_record(campaign_id, agent) is not None:
+                # Redis is down: retry from a timer, not only when the next micro-batch comes.
+                timer = now + RETRY_MS
+                ctx.timer_service().register_processing_time_timer(timer)
         elif timer == 0:
             timer = max(now, last_publish + self.settings.publish_interval_ms)
             ctx.timer_service().register_processing_time_timer(timer)
@@ -115,10 +119,28 @@ class LearnerOperator(KeyedProcessFunction):
     def _publish(self, campaign_id: str, agent: str, params: dict[str, Any], now_ms: int) -> Row:
         from state.codec import PolicyRecord
         from state.pending import Outcome
+        from state.policy_store import PolicyStoreUnavailable
 
         record = PolicyRecord.from_params(campaign_id, agent, params, updated_at_ms=int(time.time() * 1000))
         started = time.perf_counter()
         outcome = self._publisher.publish(record)
+        if outcome is Outcome.STALE and self._publisher.pending_record(campaign_id, agent) is None:
+            # After a restore, Redis may hold a version published before the failure from rows the
+            # checkpoint does not cover; the replay regroups them into other micro-batches, so its
+            # versions can end up at or below that one. Move this key's version past Redis' so the
+            # newest params are never ignored (and subscribers still only see versions go up).
+            try:
+                stored = self._publisher.store.get(campaign_id, agent)
+            except PolicyStoreUnavailable:
+                stored = None
+            if stored is not None and stored.version >= record.version:
+                params = {**params, "version": stored.version + 1}
+                self._params.update(json.dumps(params, separators=(",", ":")))
+                self._learners.forget(campaign_id, agent)
+                record = PolicyRecord.from_params(
+                    campaign_id, agent, params, updated_at_ms=record.updated_at_ms
+                )
+                outcome = self._publisher.publish(record)
         self._latency_ms = int((time.perf_counter() - started) * 1000)
         if outcome is Outcome.WRITTEN:
             self._published.inc()
