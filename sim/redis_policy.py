@@ -1,0 +1,71 @@
+"""A serving policy backed by the live policy store: the simulator's serving node on the real loop.
+
+Each auction request asks the serving-node client (:class:`state.serving_client.ServingClient`)
+for the creative agent's creative and the bid agent's multiplier, with the propensity and policy
+version the client reports. The client serves the latest policy published to Redis for the
+(campaign, agent), or its uniform default (version 0) while none is there or it has gone stale,
+so the logged propensities are always the true probabilities of the logged actions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from sim.config import DAY_MS
+from sim.policies import BID, CREATIVE, Decision, Request, format_multiplier
+
+if TYPE_CHECKING:  # keep importing sim free of Redis for users of the file/Kafka writers only
+    from state.serving_client import ServingClient
+
+__all__ = ["RedisServingPolicy"]
+
+_N_BLOCKS = 24  # time blocks of the day in the bid agent's context (as sql/batches.py keys them)
+
+
+class RedisServingPolicy:
+    """The simulator's :class:`~sim.policies.ServingPolicy` over a started :class:`ServingClient`.
+
+    Parameters
+    ----------
+    client
+        A started serving-node client following the store the feedback job publishes to.
+    bid
+        Whether the bid agent acts (its multiplier from :meth:`ServingClient.bid`); when not, the
+        simulator bids at multiplier 1 and logs no bid decision.
+
+    ``sources`` counts decisions per (agent, source): ``"policy"`` (a published policy chose) or
+    ``"default"`` (the client's uniform fallback chose).
+    """
+
+    def __init__(self, client: ServingClient, *, bid: bool = True) -> None:
+        self.client = client
+        self.bid = bid
+        self.sources: Counter[tuple[str, str]] = Counter()
+        self._grid: dict[tuple[float, ...], list[str]] = {}
+
+    def decide(self, request: Request) -> list[Decision]:
+        client = self.client
+        context: dict[str, Any] = {
+            "segment": request.segment,
+            "features": list(request.features),
+            "time_block": (request.ts % DAY_MS) * _N_BLOCKS // DAY_MS,
+            "remaining_budget": request.remaining_budget,
+        }
+        creative = client.choose(request.campaign_id, CREATIVE, context, request.creatives)
+        self.sources[(CREATIVE, creative.source)] += 1
+        out = [Decision(CREATIVE, str(creative.action), creative.propensity, creative.policy_version)]
+        if self.bid:
+            # Arms as the action strings the job logs and learns on ("1.25"), not floats.
+            arms = self._arms(request.bid_multipliers)
+            bid = client.bid(request.campaign_id, context, request.base_bid, arms)
+            self.sources[(BID, bid.source)] += 1
+            # The simulator applies the multiplier and caps the bid at the budget left itself.
+            out.append(Decision(BID, str(bid.multiplier), bid.propensity, bid.policy_version))
+        return out
+
+    def _arms(self, multipliers: tuple[float, ...]) -> list[str]:
+        arms = self._grid.get(multipliers)
+        if arms is None:
+            arms = self._grid[multipliers] = [format_multiplier(m) for m in multipliers]
+        return arms
