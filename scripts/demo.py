@@ -1,10 +1,14 @@
-"""The demo: a simulated market through real Kafka into the feedback job on the mini-cluster.
+"""The closed-loop demo: simulated serving nodes choose from the live Redis policies, the feedback
+job learns from their logged decisions on the local mini-cluster, and the loop closes.
 
-    python -m scripts.demo [--days 3] [--seed 7]
+    python -m scripts.demo [--days 3] [--seed 7] [--report-dir reports]
 
-Starts its own Kafka and Redis (loopback, free ports, stopped at the end), writes a few simulated
-days with every kind of noise to the input topics, runs the feedback job over them (bounded) and
-prints what each step did.
+Starts its own Kafka and Redis (loopback, free ports, stopped at the end) and the feedback job
+(unbounded, learners on). Then, simulated hour by simulated hour: the simulator serves the hour's
+auctions through the serving-node client (creative and bid multiplier from the published policies,
+uniform while there are none), writes the hour to Kafka, and waits until the job has turned the
+hour's closed click windows into rewards and fresh policies. Prints progress per simulated day and
+writes a text report and a PNG plot under ``--report-dir``.
 """
 
 from __future__ import annotations
@@ -13,51 +17,407 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+import learners
 from contract import events
 from jobs import config as app_config
 from scripts import kafka_tools
 from scripts import services as svc
 from sim.config import SimConfig
+from sim.market import Market
+from sim.noise import SimRecord
+from sim.policies import CREATIVE
+from sim.redis_policy import RedisServingPolicy
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from state.serving_client import ServingClient
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENTS = ("creative", "bid")
+# The job's watermark trails the newest event by ingest.out_of_orderness_ms; allow this much more
+# before counting an impression's click window as closed.
+WATERMARK_SLACK_MS = 10 * 60_000
 
 
 def _say(text: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def _produce(bootstrap: str, sim_cfg: SimConfig) -> Counter:
-    produced: Counter = Counter()
-    sim = Simulator(sim_cfg)
-    with KafkaWriter(bootstrap) as writer:
-        for chunk in sim.run():
-            writer.write(chunk.records)
-            produced.update(r.topic for r in chunk.records)
-            produced.update("malformed" for r in chunk.records if r.malformed)
-            day, hour = divmod(chunk.index + 1, 24)
-            if hour == 0 and day <= sim_cfg.days:
-                _say(
-                    f"  simulated day {day}/{sim_cfg.days}: {sum(produced[t] for t in events.TOPICS)} records"
-                )
-    return produced
+# -- market truth ---------------------------------------------------------------------------------
 
 
-def _watch(bootstrap: str, topics: list[str], done: threading.Event) -> None:
-    """Progress while the job runs: how much it has written so far."""
-    while not done.wait(5.0):
-        written = {t: sum(kafka_tools.end_offsets(bootstrap, t).values()) for t in topics}
-        _say("  job has written " + ", ".join(f"{n} to {t}" for t, n in written.items()))
+def segment_traffic(market: Market, draws: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Share of auction requests per segment, from the market's own user sampler (±0.3% at 200k)."""
+    users = market.sample_users(np.random.default_rng(seed), draws)
+    counts = np.bincount(market.user_segment[users], minlength=len(market.segments))
+    return counts / counts.sum()
+
+
+def campaign_ctrs(market: Market, traffic: np.ndarray) -> dict[str, dict[str, float]]:
+    """Traffic-weighted true CTR of every creative of every campaign (over the campaign's segments).
+
+    The learners are keyed by campaign, not segment, so this is what they can learn: the best
+    creative of a campaign is the argmax of these, not the best of any one segment.
+    """
+    return {
+        c.campaign_id: {cr: float(traffic @ market.ctr[c.index, :, j]) for j, cr in enumerate(c.creatives)}
+        for c in market.campaigns
+    }
+
+
+def best_by_campaign(ctrs: dict[str, dict[str, float]]) -> dict[str, str]:
+    return {campaign: max(by_creative, key=by_creative.__getitem__) for campaign, by_creative in ctrs.items()}
+
+
+# -- one simulated hour ---------------------------------------------------------------------------
+
+
+@dataclass
+class HourStats:
+    """What one simulated hour did; CTRs are expected (true) CTRs of the impressions served."""
+
+    hour: int
+    records: int
+    impressions: int
+    clicks: int
+    ctr: float  # mean true CTR of the creatives served
+    oracle_ctr: float  # ... had each campaign served its best creative (per campaign, as learnable)
+    segment_oracle_ctr: float  # ... had each (campaign, segment) served its best (a contextual bound)
+    uniform_ctr: float  # ... had the creative been drawn uniformly
+    from_policy: float  # share of creative decisions made by a published policy (not the default)
+    versions: int  # policy versions installed in the client so far
+    spend: dict[str, float] = field(default_factory=dict)  # by campaign, this hour
+    wait_s: float = 0.0  # time spent waiting for the job to catch up
+
+
+@dataclass
+class ClosedLoop:
+    """Drives the simulator hour by hour against the running feedback job.
+
+    ``step`` serves and writes one hour, then paces: it waits until the rewards topic holds the
+    initial rewards of every impression whose click window the job's watermark has passed, and
+    then until the client installs the policies those rewards produce (each wait bounded).
+    """
+
+    sim: Simulator
+    writer: KafkaWriter
+    client: ServingClient
+    bootstrap: str
+    rewards_topic: str
+    click_window_ms: int
+    out_of_orderness_ms: int
+    reward_timeout_s: float = 20.0
+    quiet_s: float = 2.0
+    publish_timeout_s: float = 3.0
+    policy: RedisServingPolicy = field(init=False)
+    hours: list[HourStats] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set)
+    _closing: list[tuple[int, int]] = field(default_factory=list)  # (impression ts, decisions)
+    _expected: int = 0  # initial reward rows the job must have written by now
+    _oracle: dict[str, str] = field(default_factory=dict)
+    _sources: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.policy = RedisServingPolicy(self.client)
+        self.sim.policy = self.policy
+        self._oracle = best_by_campaign(campaign_ctrs(self.sim.market, segment_traffic(self.sim.market)))
+
+    def run(self, on_hour: Callable[[HourStats], None] | None = None) -> list[HourStats]:
+        for chunk in self.sim.run():
+            if chunk.index >= self.sim.config.days * 24:
+                self.writer.write(chunk.records)  # the stragglers after the last hour
+                break
+            stats = self.step(chunk.index, chunk.end_ms, chunk.records)
+            if on_hour is not None:
+                on_hour(stats)
+        return self.hours
+
+    def step(self, hour: int, end_ms: int, records: list[SimRecord]) -> HourStats:
+        # The simulator decided the whole hour before yielding it: count since the last step.
+        before, self._sources = self._sources, self.policy.sources.copy()
+        self.writer.write(records)
+        stats = self._measure(hour, records)
+        now = self._sources
+        decided = sum(n - before[k] for k, n in now.items() if k[0] == CREATIVE)
+        by_policy = now[(CREATIVE, "policy")] - before[(CREATIVE, "policy")]
+        stats.from_policy = by_policy / decided if decided else 0.0
+        t0 = time.monotonic()
+        self._pace(end_ms)
+        stats.wait_s = time.monotonic() - t0
+        stats.versions = self.client.stats().installed
+        self.hours.append(stats)
+        return stats
+
+    def _measure(self, hour: int, records: Iterable[SimRecord]) -> HourStats:
+        market = self.sim.market
+        served, oracle, seg_oracle, uniform = [], [], [], []
+        spend: dict[str, float] = defaultdict(float)
+        n, clicks = 0, 0
+        for r in records:
+            n += 1
+            if r.malformed or r.duplicate:
+                continue
+            if r.topic == events.CLICKS:
+                clicks += 1
+                continue
+            if r.topic != events.IMPRESSIONS:
+                continue
+            imp = json.loads(r.value)
+            if imp["event_id"] in self._seen:
+                continue
+            self._seen.add(imp["event_id"])
+            if not r.late:
+                self._closing.append((imp["ts"], len(imp["decisions"])))
+            c = market.campaign(imp["campaign_id"])
+            row = market.ctr[c.index, market.segment_index(imp["segment"])]
+            served.append(row[market.creative_index(c.campaign_id, imp["creative_id"])])
+            oracle.append(row[market.creative_index(c.campaign_id, self._oracle[c.campaign_id])])
+            seg_oracle.append(row.max())
+            uniform.append(row.mean())
+            spend[c.campaign_id] += imp["win_price"]
+
+        def mean(xs: list[float]) -> float:
+            return float(np.mean(xs)) if xs else float("nan")
+
+        return HourStats(
+            hour=hour,
+            records=n,
+            impressions=len(served),
+            clicks=clicks,
+            ctr=mean(served),
+            oracle_ctr=mean(oracle),
+            segment_oracle_ctr=mean(seg_oracle),
+            uniform_ctr=mean(uniform),
+            from_policy=0.0,
+            versions=0,
+            spend=dict(spend),
+        )
+
+    def _pace(self, end_ms: int) -> None:
+        closed_before = end_ms - self.click_window_ms - self.out_of_orderness_ms - WATERMARK_SLACK_MS
+        due = [d for ts, d in self._closing if ts < closed_before]
+        self._closing = [(ts, d) for ts, d in self._closing if ts >= closed_before]
+        if not due:
+            return
+        self._expected += sum(due)
+        installed = self.client.stats().installed
+        # Wait for the target, or until the topic stays quiet for quiet_s (the job has done what its
+        # watermark allows: sparse clicks at night hold it back a little), or the timeout.
+        start = time.monotonic()
+        have, changed_at = -1, start
+        while time.monotonic() - start < self.reward_timeout_s:
+            now = sum(kafka_tools.end_offsets(self.bootstrap, self.rewards_topic).values())
+            if now >= self._expected:
+                break
+            if now != have:
+                have, changed_at = now, time.monotonic()
+            elif time.monotonic() - changed_at >= self.quiet_s:
+                break
+            time.sleep(0.1)
+        # The rewards reach the learners in the next micro-batch; wait for the policies they publish.
+        deadline = time.monotonic() + self.publish_timeout_s
+        while self.client.stats().installed == installed and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def job_config(
+    bootstrap: str, redis_url: str, *, prefix: str = "", tables: str | None = None
+) -> app_config.AppConfig:
+    """The feedback job's config for the loop: unbounded, learners on, short micro-batches."""
+    cfg = app_config.load().replace(
+        kafka={
+            "bootstrap_servers": bootstrap,
+            "topic_prefix": prefix,
+            "group_id": f"{prefix}adloop-demo",
+            "bounded": False,
+        },
+        redis={"url": redis_url, "key_prefix": f"{prefix}adloop".rstrip(".") or "adloop"},
+        batches={"interval_ms": 500},
+        publish={"interval_ms": 200},
+        job={"learners": True},
+    )
+    if tables is not None:
+        cfg = cfg.replace(tables={"rewards_path": tables})
+    return cfg
+
+
+def start_loop(
+    cfg: app_config.AppConfig, sim_cfg: SimConfig, *, seed: int
+) -> tuple[Any, ServingClient, KafkaWriter, ClosedLoop]:
+    """Create the topics, start the job and the serving client, and wire the loop (caller closes)."""
+    from jobs import feedback_job
+
+    bootstrap = cfg.kafka.bootstrap_servers
+    kafka_tools.create_topics(bootstrap, cfg.kafka.input_topics() + cfg.kafka.output_topics())
+    job = feedback_job.run(cfg, wait=False)
+    client = ServingClient(cfg.redis.url, key_prefix=cfg.redis.key_prefix, seed=seed)
+    client.start()
+    writer = KafkaWriter(bootstrap, topic_prefix=cfg.kafka.topic_prefix)
+    loop = ClosedLoop(
+        sim=Simulator(sim_cfg),
+        writer=writer,
+        client=client,
+        bootstrap=bootstrap,
+        rewards_topic=cfg.kafka.topic("rewards"),
+        click_window_ms=cfg.attribution.click_window_ms,
+        out_of_orderness_ms=cfg.ingest.out_of_orderness_ms,
+    )
+    return job, client, writer, loop
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def _daily(hours: list[HourStats], attr: str) -> list[float]:
+    out = []
+    for day in range(0, len(hours), 24):
+        block = [h for h in hours[day : day + 24] if h.impressions]
+        weights = [h.impressions for h in block]
+        out.append(float(np.average([getattr(h, attr) for h in block], weights=weights)) if block else 0.0)
+    return out
+
+
+def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Path, Path]:
+    """A text summary and a PNG plot (CTR vs oracle, spend vs budget per day, versions over time)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hours, market, client = loop.hours, loop.sim.market, loop.client
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text_path, png_path = out_dir / f"closed-loop-{stamp}.txt", out_dir / f"closed-loop-{stamp}.png"
+    ctrs = campaign_ctrs(market, segment_traffic(market))
+    best = best_by_campaign(ctrs)
+    days = len(hours) // 24
+
+    lines = [
+        f"adloop closed-loop demo: {days} simulated days, {len(market.campaigns)} campaigns, "
+        f"seed {loop.sim.config.seed}, {elapsed_s:.0f} s wall clock",
+        "",
+        "day  impressions  CTR served  oracle (per campaign)  oracle (per segment)  uniform  by policy",
+    ]
+    for d, (ctr, oracle, seg, uni, pol) in enumerate(
+        zip(
+            *(
+                _daily(hours, a)
+                for a in ("ctr", "oracle_ctr", "segment_oracle_ctr", "uniform_ctr", "from_policy")
+            ),
+            strict=True,
+        ),
+        start=1,
+    ):
+        imps = sum(h.impressions for h in hours[(d - 1) * 24 : d * 24])
+        lines.append(
+            f"{d:>3}  {imps:>11}  {ctr:>10.4f}  {oracle:>21.4f}  {seg:>20.4f}  {uni:>7.4f}  {pol:>8.0%}"
+        )
+    lines += [
+        "",
+        "campaign  best creative (truth)  learned best (posterior mean)  versions  spend/budget per day",
+    ]
+    learned = learned_best(client, market)
+    spend = loop.sim.truth.spend
+    for c in market.campaigns:
+        cid = c.campaign_id
+        versions = "/".join(str(client.version(cid, a)) for a in AGENTS)
+        use = " ".join(f"{s / c.daily_budget:.0%}" for s in spend.get(cid, []))
+        mark = "ok" if learned.get(cid) == best[cid] else "--"
+        lines.append(
+            f"{cid:<8}  {best[cid]:<10} {ctrs[cid][best[cid]]:.4f}    {learned.get(cid, '-'):<10} {mark:<19} "
+            f"{versions:<8}  {use}"
+        )
+    monotonic = all(list(v) == sorted(set(v)) for v in versions_by_key(client, market).values())
+    lines += [
+        "",
+        f"learned best = true best for {sum(learned.get(k) == v for k, v in best.items())}/{len(best)} "
+        "campaigns",
+        f"policy versions installed by the serving client: {client.stats().installed}; "
+        f"versions only went up for every key: {monotonic}",
+        "CTRs are the true CTRs of the creatives served, weighted by impressions. 'per campaign' serves each "
+        "campaign's best creative over its traffic (what the per-campaign learners can reach); 'per segment' "
+        "the best for each segment (a contextual policy's bound).",
+    ]
+    text_path.write_text("\n".join(lines) + "\n")
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 11))
+    t = [h.hour / 24 for h in hours]
+    ax = axes[0]
+    for attr, label, style in (
+        ("ctr", "served (closed loop)", "-"),
+        ("oracle_ctr", "oracle: best creative per campaign", "--"),
+        ("segment_oracle_ctr", "oracle: best creative per segment", ":"),
+        ("uniform_ctr", "uniform random", "-."),
+    ):
+        ax.plot(t, [getattr(h, attr) for h in hours], style, label=label)
+    ax.set(
+        title="Expected CTR of the creatives served, per simulated hour", xlabel="simulated day", ylabel="CTR"
+    )
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    width = 0.8 / max(len(market.campaigns), 1)
+    for i, c in enumerate(market.campaigns):
+        used = spend.get(c.campaign_id, [])
+        ax.bar(np.arange(len(used)) + 1 + (i - len(market.campaigns) / 2) * width,
+               [s / c.daily_budget for s in used], width, label=c.campaign_id)  # fmt: skip
+    ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.set(
+        title="Spend / daily budget per campaign and day", xlabel="simulated day", ylabel="share of budget"
+    )
+    ax.legend(fontsize=7, ncol=5)
+    ax = axes[2]
+    ax.plot(t, [h.versions for h in hours], label="versions installed by the client")
+    ax2 = ax.twinx()
+    ax2.plot(t, [h.from_policy for h in hours], "g:", label="creative decisions by a published policy")
+    ax2.set_ylim(0, 1.05)
+    ax.set(
+        title="Policy versions published over time", xlabel="simulated day", ylabel="versions (cumulative)"
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return text_path, png_path
+
+
+def learned_best(client: ServingClient, market: Market) -> dict[str, str]:
+    """Per campaign, the creative the published policy rates highest (posterior mean reward)."""
+    out = {}
+    for c in market.campaigns:
+        record = client.record(c.campaign_id, CREATIVE)
+        if record is None:
+            continue
+        policy = learners.from_params(record.params)
+        out[c.campaign_id] = max(c.creatives, key=lambda cr: policy.posterior_params(cr)[0])
+    return out
+
+
+def versions_by_key(client: ServingClient, market: Market) -> dict[tuple[str, str], tuple[int, ...]]:
+    return {
+        (c.campaign_id, a): client.versions_seen(c.campaign_id, a) for c in market.campaigns for a in AGENTS
+    }
+
+
+# -- main -----------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=3, help="simulated days (default 3)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--report-dir", type=Path, default=ROOT / "reports")
     args = parser.parse_args(argv)
+    if args.days < 1:
+        parser.error(f"--days: expected an integer >= 1, found {args.days}")
 
     os.environ.setdefault("ADLOOP_WORK_DIR", str(svc.DEFAULT_WORK))
     _say("starting Kafka and Redis on loopback")
@@ -66,56 +426,64 @@ def main(argv: list[str] | None = None) -> int:
     except svc.ServiceError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
+    job = client = writer = None
     try:
-        bootstrap = running.kafka_bootstrap
-        cfg = app_config.load().replace(
-            kafka={"bootstrap_servers": bootstrap, "bounded": True}, redis={"url": running.redis_url}
-        )
-        out_topics = cfg.kafka.output_topics()
-        kafka_tools.create_topics(bootstrap, cfg.kafka.input_topics() + out_topics)
-        _say(f"kafka {bootstrap}, redis {running.redis_url}")
-
-        sim_cfg = SimConfig(days=args.days, seed=args.seed, malformed_rate=0.005)
-        _say(f"simulating {args.days} days of a {sim_cfg.n_campaigns}-campaign market into Kafka")
-        t0 = time.monotonic()
-        produced = _produce(bootstrap, sim_cfg)
+        _say(f"kafka {running.kafka_bootstrap}, redis {running.redis_url}")
+        # The reward table goes under the work directory with the services' data, not the shared one.
+        tables = str(svc.work_dir() / "tables" / "demo-rewards")
+        cfg = job_config(running.kafka_bootstrap, running.redis_url, tables=tables)
+        sim_cfg = demo_sim_config(args.days, args.seed)
+        t_start = time.monotonic()
+        _say("starting the feedback job (unbounded, learners on) on the local mini-cluster")
+        job, client, writer, loop = start_loop(cfg, sim_cfg, seed=args.seed)
+        market = loop.sim.market
         _say(
-            f"produced in {time.monotonic() - t0:.1f}s: "
-            + ", ".join(f"{produced[t]} to {t}" for t in events.TOPICS)
-            + f" (of which {produced['malformed']} malformed on purpose)"
+            f"serving {args.days} simulated days of a {len(market.campaigns)}-campaign market through the "
+            f"serving client; each hour goes to Kafka and waits for the job's rewards and policies"
         )
 
-        from jobs import feedback_job
+        def progress(h: HourStats) -> None:
+            if (h.hour + 1) % 24:
+                return
+            day = (h.hour + 1) // 24
+            block = loop.hours[-24:]
+            ctr, oracle, pol = (_daily(block, a)[0] for a in ("ctr", "oracle_ctr", "from_policy"))
+            _say(
+                f"  day {day}/{args.days}: {sum(b.records for b in block)} records, "
+                f"{sum(b.impressions for b in block)} impressions, CTR {ctr:.4f} vs oracle {oracle:.4f} "
+                f"({ctr / oracle:.0%}), {pol:.0%} by policy, {h.versions} policy versions seen, "
+                f"waited {sum(b.wait_s for b in block):.0f}s for the job"
+            )
 
-        _say("running the feedback job on the local mini-cluster (bounded: stops at the end of the topics)")
-        done = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(bootstrap, out_topics, done), daemon=True)
-        watcher.start()
-        t0 = time.monotonic()
-        try:
-            feedback_job.run(cfg)
-        finally:
-            done.set()
-        elapsed = time.monotonic() - t0
-        read = sum(produced[t] for t in events.TOPICS)
-        _say(f"job finished in {elapsed:.1f}s: read {read} records from {len(events.TOPICS)} topics")
-
-        valid = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("events"))]
-        dead = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("dlq"))]
-        by_source = Counter(row["source"] for row in valid)
-        _say(
-            f"wrote {len(valid)} valid events to {cfg.kafka.topic('events')}: "
-            + ", ".join(f"{n} {s}s" for s, n in sorted(by_source.items()))
-        )
-        reasons = Counter(row["reason"].split(":")[0] for row in dead)
-        _say(
-            f"wrote {len(dead)} dead letters to {cfg.kafka.topic('dlq')}: "
-            + ", ".join(f"{n} {r}" for r, n in reasons.most_common())
-        )
+        loop.run(progress)
+        writer.close()
+        writer = None
+        elapsed = time.monotonic() - t_start
+        text, png = write_report(loop, args.report_dir, elapsed)
+        _say(f"loop done in {elapsed:.0f}s; report: {text}")
+        _say(f"plot: {png}")
+        print(text.read_text(), end="", flush=True)
         return 0
     finally:
+        if writer is not None:
+            writer.abort()
+        if client is not None:
+            client.stop()
+        if job is not None:
+            _say("cancelling the job")
+            try:
+                job.cancel().result()
+            except Exception as e:  # already failed or finished: nothing left to cancel
+                _say(f"  job cancel: {e}")
         _say("stopping Kafka and Redis")
         svc.stop()
+
+
+def demo_sim_config(days: int, seed: int) -> SimConfig:
+    """A few campaigns, with enough traffic per campaign that a day of data separates the creatives."""
+    return SimConfig(
+        days=days, seed=seed, n_campaigns=6, n_segments=1, n_users=20_000, requests_per_day=20_000
+    )
 
 
 if __name__ == "__main__":
