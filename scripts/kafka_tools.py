@@ -86,3 +86,17 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]
             f"reading {topic!r}: partitions {sorted(remaining)} not read to the end in {timeout_s}s"
         )
     return values
+
+
+def wait_until_stable(bootstrap: str, topic: str, timeout_s: float = 300.0, quiet_s: float = 8.0) -> int:
+    """Wait until ``topic`` has records and has stopped growing for ``quiet_s`` (a job caught up);
+    returns its size."""
+    deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = sum(end_offsets(bootstrap, topic).values())
+        if size != last:
+            last, since = size, time.monotonic()
+        elif size > 0 and time.monotonic() - since >= quiet_s:
+            return size
+        time.sleep(1.0)
+    raise TimeoutError(f"{topic} still growing after {timeout_s}s")

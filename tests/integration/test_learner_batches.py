@@ -17,19 +17,6 @@ from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 
 
-def _wait_until_stable(bootstrap: str, topic: str, timeout_s: float = 240.0, quiet_s: float = 6.0) -> None:
-    """Wait until ``topic`` has stopped growing for ``quiet_s`` (the job has caught up)."""
-    deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        size = sum(kafka_tools.end_offsets(bootstrap, topic).values())
-        if size != last:
-            last, since = size, time.monotonic()
-        elif size > 0 and time.monotonic() - since >= quiet_s:
-            return
-        time.sleep(1.0)
-    raise TimeoutError(f"{topic} still growing after {timeout_s}s")
-
-
 def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, tmp_path):
     bootstrap = services.kafka_bootstrap
     cfg = app_config.AppConfig().replace(
@@ -50,7 +37,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     # Unbounded, as in production: processing-time micro-batches only fire while the job runs.
     result = feedback_job.run(cfg, wait=False)
     try:
-        _wait_until_stable(bootstrap, cfg.kafka.topic("rewards"))
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("rewards"))
         time.sleep(2 * cfg.batches.interval_ms / 1000 + 2)
         rewards = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
         batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import defaultdict
 
 from jobs import config as app_config
@@ -15,18 +14,6 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
-
-
-def _wait_until_stable(bootstrap: str, topic: str, timeout_s: float = 300.0, quiet_s: float = 8.0) -> int:
-    deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        size = sum(kafka_tools.end_offsets(bootstrap, topic).values())
-        if size != last:
-            last, since = size, time.monotonic()
-        elif size > 0 and time.monotonic() - since >= quiet_s:
-            return size
-        time.sleep(1.0)
-    raise TimeoutError(f"{topic} still growing after {timeout_s}s")
 
 
 def _close(a, b, path="params"):
@@ -64,7 +51,7 @@ def test_policies_in_redis_equal_a_replay_of_the_micro_batches(services, unique_
     job = feedback_job.run(cfg, wait=False)
     store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
     try:
-        _wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
         batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
         updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
         # Replay the same micro-batches, key by key in their order, through fresh learners.

@@ -18,7 +18,7 @@ from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
-from tests.integration.test_learning_job import _close, _wait_until_stable
+from tests.integration.test_learning_job import _close
 from tests.integration.test_policy_store import RedisServer
 
 # No injected late events: whether a late event is behind the watermark on arrival depends on
@@ -149,11 +149,11 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         _write(bootstrap, cfg.kafka.topic_prefix, parts[2])
         restored = {**overrides, "execution.state-recovery.path": latest.as_uri()}
         jobs.append(_run(cfg, restored))
-        _wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
 
         # The reference: one uninterrupted run over the same events.
         jobs.append(_run(ref_cfg))
-        _wait_until_stable(bootstrap, ref_cfg.kafka.topic("policy_updates"))
+        kafka_tools.wait_until_stable(bootstrap, ref_cfg.kafka.topic("policy_updates"))
 
         final, reference = _records(store), _records(ref_store)
         assert reference and set(final) == set(reference)
@@ -229,7 +229,7 @@ def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arriv
         updates_during = sum(kafka_tools.end_offsets(bootstrap, cfg.kafka.topic("policy_updates")).values())
         redis_server.start()
 
-        _wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
         statuses.add(job.get_job_status().result())
         assert statuses == {JobStatus.RUNNING}, statuses
 
