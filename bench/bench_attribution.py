@@ -181,6 +181,7 @@ def child(spec_path: Path, result_path: Path) -> None:
         "execution.checkpointing.dir": (Path(spec.work) / "checkpoints").as_uri(),
         # A restart would replay the input and distort the timing: fail the run instead.
         "restart-strategy.type": "none",
+        **json.loads(os.environ.get("ADLOOP_BENCH_FLINK_OVERRIDES", "{}")),
     }
     start_epoch = time.time()
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -
 
 
 def source_statements(cfg: app_config.AppConfig) -> list[str]:
-    statements = []
+    statements = ingest.function_statements()
     for topic, stem in SOURCES.items():
         table = ingest.KafkaTable(
             topic=cfg.kafka.topic(stem),

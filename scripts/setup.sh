@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent setup: Python venv with the pinned dependencies, JVM jars from Maven Central, and
-# redis-server from Debian's packages. Each step is skipped when its inputs have not changed.
+# Idempotent setup: Python venv with the pinned dependencies, JVM jars from Maven Central, the
+# project's SQL functions (udf/), and redis-server from Debian's packages. Each step is skipped
+# when its inputs have not changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${ADLOOP_WORK_DIR:-$ROOT/.work}"
@@ -44,7 +45,18 @@ fetch_jars flink-conf/kafka-broker.pom.xml "$WORK/jars/kafka"
 fetch_jars flink-conf/flink-jars.pom.xml "$WORK/jars/flink"
 fetch_jars flink-conf/sql-client.pom.xml "$WORK/jars/sql-client"
 
-# 3. Redis server.
+# 3. The project's own SQL functions (udf/, Java), next to the connector jars so every job and the
+# SQL client load them.
+udf_hash="$(cat udf/pom.xml $(find udf/src -type f | sort) | sha256sum | cut -c1-16)"
+if ! stamp_ok "$WORK/jars/flink/.udf-stamp" "$udf_hash" || [[ ! -f "$WORK/jars/flink/adloop-udf.jar" ]]; then
+  say "building the SQL functions in udf/"
+  mvn -q -B -Dstyle.color=never -f udf/pom.xml package > "$WORK/udf-build.log" 2>&1 \
+    || { tail -20 "$WORK/udf-build.log" >&2; fail "Maven could not build udf/ (full log: $WORK/udf-build.log)"; }
+  cp udf/target/adloop-udf.jar "$WORK/jars/flink/adloop-udf.jar"
+  echo "$udf_hash" > "$WORK/jars/flink/.udf-stamp"
+fi
+
+# 4. Redis server.
 if ! command -v redis-server >/dev/null; then
   if [[ "$(id -u)" == 0 ]]; then
     say "installing redis-server from Debian's packages"

@@ -15,7 +15,8 @@ typed, deduplicated, on-time views of ``sql/ingest.py`` (``ontime_<stem>``).
 from __future__ import annotations
 
 from attribution.config import AGENTS, AttributionConfig, RewardConfig
-from sql.ingest import interval
+from contract import events
+from sql.ingest import interval, parse_expression
 
 
 def _reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str) -> str:
@@ -30,10 +31,11 @@ def _reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str
     return "CASE agent " + " ".join(branches) + " END"
 
 
-_DECISION_COLUMNS = """JSON_VALUE(decision, '$.agent') AS agent,
-    JSON_VALUE(decision, '$.action') AS action,
-    TRY_CAST(JSON_VALUE(decision, '$.propensity') AS DOUBLE) AS propensity,
-    TRY_CAST(JSON_VALUE(decision, '$.policy_version') AS BIGINT) AS policy_version"""
+# A decision is a MAP of canonical strings (sql/ingest.py); validation has checked every field.
+_DECISION_COLUMNS = """decision['agent'] AS agent,
+    decision['action'] AS action,
+    CAST(decision['propensity'] AS DOUBLE) AS propensity,
+    CAST(decision['policy_version'] AS BIGINT) AS policy_version"""
 
 
 def view_statements(cfg: AttributionConfig, rewards: RewardConfig) -> list[str]:
@@ -107,8 +109,8 @@ SELECT conversion_id, impression_id, MAX(conv_ts) AS conv_ts, MAX(conv_value) AS
 FROM TABLE(TUMBLE(TABLE counted_touch_credits, DESCRIPTOR(conv_time), INTERVAL '1' SECOND))
 GROUP BY window_start, window_end, window_time, conversion_id, impression_id""",
         # (decision_id, agent, ..., kind='delayed', credit, reward): one row per decision.
-        # Decisions and features are re-read from the impression's payload: arrays cannot pass
-        # through the GROUP BY above.
+        # Decisions and features are re-read from the impression's payload (one parse per
+        # attributed impression, a rare row): arrays cannot pass through the GROUP BY above.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
@@ -116,10 +118,9 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts
 FROM (
-  SELECT c.*, {_DECISION_COLUMNS},
-         TRY_CAST(JSON_QUERY(imp_payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features
-  FROM impression_credits c
-  CROSS JOIN UNNEST(JSON_QUERY(c.imp_payload, '$.decisions' RETURNING ARRAY<STRING>)) AS d (decision)
+  SELECT c.*, {_DECISION_COLUMNS}, c.parsed.number_arrays['features'] AS features
+  FROM (SELECT *, {parse_expression(events.IMPRESSIONS, "imp_payload")} AS parsed FROM impression_credits) c
+  CROSS JOIN UNNEST(c.parsed.object_arrays['decisions']) AS d (decision)
 )""",
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards""",

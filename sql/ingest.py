@@ -1,8 +1,10 @@
 """Flink SQL for ingest, derived from the contract schemas: raw Kafka sources, validation, DLQ.
 
 Every check a schema states (required fields, JSON types, minimums, the schema version, the
-propensity range) becomes a CASE branch that yields a reason code, so parsing and validation run
-in the JVM and a bad record becomes a dead-letter row instead of an exception.
+propensity range) becomes a rule of ``ADLOOP_PARSE`` (udf/, Java), which parses each payload once
+in the JVM and yields a reason code, so a bad record becomes a dead-letter row instead of an
+exception. (Flink's JSON_VALUE re-parses the payload per path: ~50 paths made validation the
+job's bottleneck.)
 
 Reason codes: ``invalid_json``, ``non_finite_number``, ``unknown_schema_version``,
 ``missing_field:<f>``, ``wrong_type:<f>``, ``negative_value:<f>``, ``propensity_out_of_range``,
@@ -11,6 +13,7 @@ Reason codes: ``invalid_json``, ``non_finite_number``, ``unknown_schema_version`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,9 @@ from contract import events
 
 # View name stem per topic.
 STEMS = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
+
+# SQL name -> class of the project's JVM functions (udf/).
+FUNCTIONS = {"ADLOOP_PARSE": "adloop.udf.ParseEvent", "ADLOOP_JSON_LONG": "adloop.udf.JsonLong"}
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,18 @@ def kafka_options(table: KafkaTable, fmt: str = "raw") -> str:
     return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
 
 
+def function_statements() -> list[str]:
+    """The project's JVM functions (``udf/``, built into the jar directory by scripts/setup.sh)."""
+    return [
+        f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' LANGUAGE JAVA"
+        for name, cls in FUNCTIONS.items()
+    ]
+
+
 def _event_time(max_future_ms: int) -> str:
     """Event time of a payload. A missing, unparsable or implausibly future ``ts`` becomes epoch 0,
     so a bad record can never push the watermark ahead (it goes to the DLQ anyway)."""
-    ts = "TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)"
+    ts = "TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3)"
     return (
         f"CASE WHEN {ts} <= TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts) THEN {ts} "
         "ELSE TO_TIMESTAMP_LTZ(0, 3) END"
@@ -90,109 +104,84 @@ def raw_source_ddl(
 )"""
 
 
-def _field_checks(name: str, prop: dict[str, Any], required: bool) -> list[tuple[str, str]]:
-    """(condition, reason) pairs for one top-level property, in the order they are tested."""
-    path = f"'$.{name}'"
-    wrapped = f"JSON_QUERY(payload, {path} WITH CONDITIONAL ARRAY WRAPPER)"
-    checks = []
-    if required:
-        checks.append((f"NOT JSON_EXISTS(payload, {path})", f"missing_field:{name}"))
-    json_type = prop.get("type")
-    if json_type == "string":
-        checks.append((f"{wrapped} NOT LIKE '[\"%'", f"wrong_type:{name}"))
-    elif json_type == "integer":
-        checks.append((f"NOT REGEXP({wrapped}, '^\\[-?[0-9]+\\]$')", f"wrong_type:{name}"))
-    elif json_type == "number":
-        checks.append((f"NOT REGEXP({wrapped}, '^\\[-?[0-9][0-9.eE+-]*\\]$')", f"wrong_type:{name}"))
-    elif json_type == "array":
-        as_array = f"JSON_QUERY(payload, {path} RETURNING ARRAY<STRING>)"
-        checks.append(
-            (f"JSON_QUERY(payload, {path}) NOT LIKE '[%' OR {as_array} IS NULL", f"wrong_type:{name}")
-        )
-        if prop.get("items", {}).get("type") == "number":
-            checks.append((f"TRY_CAST({as_array} AS ARRAY<DOUBLE>) IS NULL", f"wrong_type:{name}"))
-        if prop.get("minItems"):
-            checks.append((f"CARDINALITY({as_array}) < {prop['minItems']}", f"missing_field:{name}"))
-    if "minimum" in prop and name != "ts":
-        value = f"TRY_CAST(JSON_VALUE(payload, {path}) AS DOUBLE)"
-        checks.append((f"{value} < {prop['minimum']}", f"negative_value:{name}"))
-    return checks
+def _field_rules(name: str, prop: dict[str, Any], required: set[str]) -> dict[str, Any]:
+    """One schema property as an ADLOOP_PARSE rule (see udf/.../ParseEvent.java)."""
+    rule: dict[str, Any] = {"name": name, "type": prop.get("type", "string"), "required": name in required}
+    if "enum" in prop:
+        rule.update(type="string", enum=prop["enum"])
+    for key, out in (
+        ("minLength", "min_length"),
+        ("minimum", "minimum"),
+        ("exclusiveMinimum", "exclusive_minimum"),
+        ("maximum", "maximum"),
+        ("minItems", "min_items"),
+    ):
+        if key in prop:
+            rule[out] = prop[key]
+    items = prop.get("items")
+    if items is not None:
+        rule["items"] = items.get("type", "object")
+        if rule["items"] == "object":
+            sub_required = set(items.get("required", ()))
+            rule["fields"] = [_field_rules(n, p, sub_required) for n, p in items["properties"].items()]
+    return rule
 
 
-def _decision_checks(prop: dict[str, Any]) -> list[tuple[str, str]]:
-    """Checks over the decisions array: every element needs its fields and a propensity in (0, 1]."""
-    count = "CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>))"
-    checks = []
-    for field in prop["items"]["required"]:
-        values = f"JSON_QUERY(payload, '$.decisions[*].{field}' RETURNING ARRAY<STRING>)"
-        checks.append((f"COALESCE(CARDINALITY({values}), 0) <> {count}", f"missing_field:decisions.{field}"))
-    propensities = (
-        "TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)"
-    )
-    checks.append((f"{propensities} IS NULL", "wrong_type:decisions.propensity"))
-    checks.append(
-        (f"ARRAY_MIN({propensities}) <= 0 OR ARRAY_MAX({propensities}) > 1", "propensity_out_of_range")
-    )
-    return checks
+def rules(topic: str) -> str:
+    """The validation rules of ``topic`` for ADLOOP_PARSE, derived from its JSON schema: every
+    property in schema order with its type, whether it is required, and its bounds.
 
-
-def reason_expression(topic: str, max_future_ms: int) -> str:
-    """A SQL CASE that is NULL for a valid payload of ``topic`` and a reason code otherwise."""
+    >>> json.loads(rules("ad.clicks"))["fields"][2]
+    {'name': 'ts', 'type': 'integer', 'required': True, 'minimum': 0}
+    """
     spec = events.schema(topic)
-    versions = ", ".join(_quote(str(v)) for v in events.known_versions(topic))
-    branches = [
-        ("payload IS NULL", "invalid_json"),
-        # Flink's JSON parser rejects NaN/Infinity; name them instead of calling them invalid JSON.
-        (
-            "NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\\[]\\s*-?(NaN|Infinity)')",
-            "non_finite_number",
-        ),
-        ("NOT (payload IS JSON OBJECT)", "invalid_json"),
-        (
-            f"COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ({versions})",
-            "unknown_schema_version",
-        ),
-    ]
     required = set(spec["required"])
-    for name, prop in spec["properties"].items():
-        if name != "schema_version":
-            branches.extend(_field_checks(name, prop, name in required))
-        if name == "decisions":
-            branches.extend(_decision_checks(prop))
-    # Relative to the time the record was written to Kafka, so a replay judges it the same way.
+    fields = [_field_rules(n, p, required) for n, p in spec["properties"].items() if n != "schema_version"]
+    return json.dumps({"versions": events.known_versions(topic), "fields": fields}, separators=(",", ":"))
+
+
+def parse_expression(topic: str, column: str = "payload") -> str:
+    """``ADLOOP_PARSE`` of ``column`` under ``topic``'s rules: (reason, scalars, number_arrays,
+    object_arrays), one JSON parse per record."""
+    return f"ADLOOP_PARSE({column}, {_quote(rules(topic))})"
+
+
+def reason_expression(max_future_ms: int) -> str:
+    """NULL for a valid payload, else its reason code: ADLOOP_PARSE's, or ``future_timestamp``
+    relative to the time the record was written to Kafka (so a replay judges it the same way)."""
     future = (
-        f"TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > "
+        f"TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > "
         f"TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts)"
     )
-    branches.append((future, "future_timestamp"))
-    body = "\n".join(f"    WHEN {cond} THEN {_quote(reason)}" for cond, reason in branches)
-    return f"CASE\n{body}\n    ELSE CAST(NULL AS STRING)\n  END"
+    return (
+        "CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason\n"
+        f"    WHEN {future} THEN 'future_timestamp'\n    ELSE CAST(NULL AS STRING) END"
+    )
 
 
 def checked_view_ddl(topic: str, raw_table: str, max_future_ms: int) -> str:
-    """Raw rows with their reason code (NULL when valid)."""
+    """Raw rows with their reason code (NULL when valid) and the parsed payload."""
     return f"""CREATE TEMPORARY VIEW IF NOT EXISTS checked_{STEMS[topic]} AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
-  {reason_expression(topic, max_future_ms)} AS reason
-FROM {raw_table}"""
+  {reason_expression(max_future_ms)} AS reason,
+  parsed
+FROM (SELECT *, {parse_expression(topic)} AS parsed FROM {raw_table})"""
 
 
 def _typed_columns(topic: str) -> list[str]:
     cols = []
     for col in events.columns(topic):
-        cols.append(f"TRY_CAST(JSON_VALUE(payload, '$.{col.name}') AS {col.sql_type}) AS `{col.name}`")
+        cols.append(f"CAST(parsed.scalars['{col.name}'] AS {col.sql_type}) AS `{col.name}`")
     spec = events.schema(topic)["properties"]
-    if "features" in spec:
-        cols.append(
-            "TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features"
-        )
-    if "decisions" in spec:
-        cols.append("JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) AS decisions")
+    for name, prop in spec.items():
+        if prop.get("type") == "array":
+            kind = "number_arrays" if prop["items"].get("type") == "number" else "object_arrays"
+            cols.append(f"parsed.{kind}['{name}'] AS `{name}`")
     return [*cols, "payload", "src_topic", "src_partition", "src_offset", "rowtime", "proctime"]
 
 
 def valid_view_ddl(topic: str) -> str:
-    """Typed rows of the valid payloads of ``topic``; decisions stay JSON strings per element."""
+    """Typed rows of the valid payloads of ``topic``; each decision is a MAP of canonical strings."""
     select = ",\n  ".join(_typed_columns(topic))
     return f"""CREATE TEMPORARY VIEW IF NOT EXISTS valid_{STEMS[topic]} AS
 SELECT

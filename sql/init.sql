@@ -57,6 +57,10 @@ SELECT dt, hr, campaign_id, agent, action,
 FROM rewards_table
 GROUP BY dt, hr, campaign_id, agent, action;
 
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_PARSE AS 'adloop.udf.ParseEvent' LANGUAGE JAVA;
+
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_JSON_LONG AS 'adloop.udf.JsonLong' LANGUAGE JAVA;
+
 CREATE TABLE IF NOT EXISTS raw_impressions (
   payload STRING,
   src_topic STRING METADATA FROM 'topic' VIRTUAL,
@@ -64,7 +68,7 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -77,62 +81,26 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_impressions AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
-  CASE
-    WHEN payload IS NULL THEN 'invalid_json'
-    WHEN NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\[]\s*-?(NaN|Infinity)') THEN 'non_finite_number'
-    WHEN NOT (payload IS JSON OBJECT) THEN 'invalid_json'
-    WHEN COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ('1') THEN 'unknown_schema_version'
-    WHEN NOT JSON_EXISTS(payload, '$.event_id') THEN 'missing_field:event_id'
-    WHEN JSON_QUERY(payload, '$.event_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:event_id'
-    WHEN NOT JSON_EXISTS(payload, '$.impression_id') THEN 'missing_field:impression_id'
-    WHEN JSON_QUERY(payload, '$.impression_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:impression_id'
-    WHEN NOT JSON_EXISTS(payload, '$.ts') THEN 'missing_field:ts'
-    WHEN NOT REGEXP(JSON_QUERY(payload, '$.ts' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9]+\]$') THEN 'wrong_type:ts'
-    WHEN NOT JSON_EXISTS(payload, '$.user_id') THEN 'missing_field:user_id'
-    WHEN JSON_QUERY(payload, '$.user_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:user_id'
-    WHEN NOT JSON_EXISTS(payload, '$.campaign_id') THEN 'missing_field:campaign_id'
-    WHEN JSON_QUERY(payload, '$.campaign_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:campaign_id'
-    WHEN NOT JSON_EXISTS(payload, '$.segment') THEN 'missing_field:segment'
-    WHEN JSON_QUERY(payload, '$.segment' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:segment'
-    WHEN NOT JSON_EXISTS(payload, '$.creative_id') THEN 'missing_field:creative_id'
-    WHEN JSON_QUERY(payload, '$.creative_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:creative_id'
-    WHEN NOT JSON_EXISTS(payload, '$.bid_price') THEN 'missing_field:bid_price'
-    WHEN NOT REGEXP(JSON_QUERY(payload, '$.bid_price' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9][0-9.eE+-]*\]$') THEN 'wrong_type:bid_price'
-    WHEN TRY_CAST(JSON_VALUE(payload, '$.bid_price') AS DOUBLE) < 0 THEN 'negative_value:bid_price'
-    WHEN NOT JSON_EXISTS(payload, '$.win_price') THEN 'missing_field:win_price'
-    WHEN NOT REGEXP(JSON_QUERY(payload, '$.win_price' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9][0-9.eE+-]*\]$') THEN 'wrong_type:win_price'
-    WHEN TRY_CAST(JSON_VALUE(payload, '$.win_price') AS DOUBLE) < 0 THEN 'negative_value:win_price'
-    WHEN NOT JSON_EXISTS(payload, '$.features') THEN 'missing_field:features'
-    WHEN JSON_QUERY(payload, '$.features') NOT LIKE '[%' OR JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) IS NULL THEN 'wrong_type:features'
-    WHEN TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) IS NULL THEN 'wrong_type:features'
-    WHEN NOT JSON_EXISTS(payload, '$.decisions') THEN 'missing_field:decisions'
-    WHEN JSON_QUERY(payload, '$.decisions') NOT LIKE '[%' OR JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) IS NULL THEN 'wrong_type:decisions'
-    WHEN CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) < 1 THEN 'missing_field:decisions'
-    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].agent' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.agent'
-    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].action' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.action'
-    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.propensity'
-    WHEN COALESCE(CARDINALITY(JSON_QUERY(payload, '$.decisions[*].policy_version' RETURNING ARRAY<STRING>)), 0) <> CARDINALITY(JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>)) THEN 'missing_field:decisions.policy_version'
-    WHEN TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) IS NULL THEN 'wrong_type:decisions.propensity'
-    WHEN ARRAY_MIN(TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)) <= 0 OR ARRAY_MAX(TRY_CAST(JSON_QUERY(payload, '$.decisions[*].propensity' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>)) > 1 THEN 'propensity_out_of_range'
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
-    ELSE CAST(NULL AS STRING)
-  END AS reason
-FROM raw_impressions;
+  CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
+    WHEN TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING) END AS reason,
+  parsed
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM raw_impressions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_impressions AS
 SELECT
-  TRY_CAST(JSON_VALUE(payload, '$.schema_version') AS BIGINT) AS `schema_version`,
-  TRY_CAST(JSON_VALUE(payload, '$.event_id') AS STRING) AS `event_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.impression_id') AS STRING) AS `impression_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) AS `ts`,
-  TRY_CAST(JSON_VALUE(payload, '$.user_id') AS STRING) AS `user_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.campaign_id') AS STRING) AS `campaign_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.segment') AS STRING) AS `segment`,
-  TRY_CAST(JSON_VALUE(payload, '$.creative_id') AS STRING) AS `creative_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.bid_price') AS DOUBLE) AS `bid_price`,
-  TRY_CAST(JSON_VALUE(payload, '$.win_price') AS DOUBLE) AS `win_price`,
-  TRY_CAST(JSON_QUERY(payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features,
-  JSON_QUERY(payload, '$.decisions' RETURNING ARRAY<STRING>) AS decisions,
+  CAST(parsed.scalars['schema_version'] AS BIGINT) AS `schema_version`,
+  CAST(parsed.scalars['event_id'] AS STRING) AS `event_id`,
+  CAST(parsed.scalars['impression_id'] AS STRING) AS `impression_id`,
+  CAST(parsed.scalars['ts'] AS BIGINT) AS `ts`,
+  CAST(parsed.scalars['user_id'] AS STRING) AS `user_id`,
+  CAST(parsed.scalars['campaign_id'] AS STRING) AS `campaign_id`,
+  CAST(parsed.scalars['segment'] AS STRING) AS `segment`,
+  CAST(parsed.scalars['creative_id'] AS STRING) AS `creative_id`,
+  CAST(parsed.scalars['bid_price'] AS DOUBLE) AS `bid_price`,
+  CAST(parsed.scalars['win_price'] AS DOUBLE) AS `win_price`,
+  parsed.number_arrays['features'] AS `features`,
+  parsed.object_arrays['decisions'] AS `decisions`,
   payload,
   src_topic,
   src_partition,
@@ -156,7 +124,7 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -169,28 +137,18 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_clicks AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
-  CASE
-    WHEN payload IS NULL THEN 'invalid_json'
-    WHEN NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\[]\s*-?(NaN|Infinity)') THEN 'non_finite_number'
-    WHEN NOT (payload IS JSON OBJECT) THEN 'invalid_json'
-    WHEN COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ('1') THEN 'unknown_schema_version'
-    WHEN NOT JSON_EXISTS(payload, '$.event_id') THEN 'missing_field:event_id'
-    WHEN JSON_QUERY(payload, '$.event_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:event_id'
-    WHEN NOT JSON_EXISTS(payload, '$.impression_id') THEN 'missing_field:impression_id'
-    WHEN JSON_QUERY(payload, '$.impression_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:impression_id'
-    WHEN NOT JSON_EXISTS(payload, '$.ts') THEN 'missing_field:ts'
-    WHEN NOT REGEXP(JSON_QUERY(payload, '$.ts' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9]+\]$') THEN 'wrong_type:ts'
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
-    ELSE CAST(NULL AS STRING)
-  END AS reason
-FROM raw_clicks;
+  CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
+    WHEN TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING) END AS reason,
+  parsed
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0}]}') AS parsed FROM raw_clicks);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_clicks AS
 SELECT
-  TRY_CAST(JSON_VALUE(payload, '$.schema_version') AS BIGINT) AS `schema_version`,
-  TRY_CAST(JSON_VALUE(payload, '$.event_id') AS STRING) AS `event_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.impression_id') AS STRING) AS `impression_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) AS `ts`,
+  CAST(parsed.scalars['schema_version'] AS BIGINT) AS `schema_version`,
+  CAST(parsed.scalars['event_id'] AS STRING) AS `event_id`,
+  CAST(parsed.scalars['impression_id'] AS STRING) AS `impression_id`,
+  CAST(parsed.scalars['ts'] AS BIGINT) AS `ts`,
   payload,
   src_topic,
   src_partition,
@@ -214,7 +172,7 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -227,38 +185,21 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_conversions AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
-  CASE
-    WHEN payload IS NULL THEN 'invalid_json'
-    WHEN NOT (payload IS JSON OBJECT) AND REGEXP(payload, '[:,\[]\s*-?(NaN|Infinity)') THEN 'non_finite_number'
-    WHEN NOT (payload IS JSON OBJECT) THEN 'invalid_json'
-    WHEN COALESCE(JSON_VALUE(payload, '$.schema_version'), '') NOT IN ('1') THEN 'unknown_schema_version'
-    WHEN NOT JSON_EXISTS(payload, '$.event_id') THEN 'missing_field:event_id'
-    WHEN JSON_QUERY(payload, '$.event_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:event_id'
-    WHEN NOT JSON_EXISTS(payload, '$.conversion_id') THEN 'missing_field:conversion_id'
-    WHEN JSON_QUERY(payload, '$.conversion_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:conversion_id'
-    WHEN NOT JSON_EXISTS(payload, '$.ts') THEN 'missing_field:ts'
-    WHEN NOT REGEXP(JSON_QUERY(payload, '$.ts' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9]+\]$') THEN 'wrong_type:ts'
-    WHEN NOT JSON_EXISTS(payload, '$.user_id') THEN 'missing_field:user_id'
-    WHEN JSON_QUERY(payload, '$.user_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:user_id'
-    WHEN NOT JSON_EXISTS(payload, '$.campaign_id') THEN 'missing_field:campaign_id'
-    WHEN JSON_QUERY(payload, '$.campaign_id' WITH CONDITIONAL ARRAY WRAPPER) NOT LIKE '["%' THEN 'wrong_type:campaign_id'
-    WHEN NOT JSON_EXISTS(payload, '$.value') THEN 'missing_field:value'
-    WHEN NOT REGEXP(JSON_QUERY(payload, '$.value' WITH CONDITIONAL ARRAY WRAPPER), '^\[-?[0-9][0-9.eE+-]*\]$') THEN 'wrong_type:value'
-    WHEN TRY_CAST(JSON_VALUE(payload, '$.value') AS DOUBLE) < 0 THEN 'negative_value:value'
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
-    ELSE CAST(NULL AS STRING)
-  END AS reason
-FROM raw_conversions;
+  CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
+    WHEN TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING) END AS reason,
+  parsed
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"conversion_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"value","type":"number","required":true,"minimum":0}]}') AS parsed FROM raw_conversions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_conversions AS
 SELECT
-  TRY_CAST(JSON_VALUE(payload, '$.schema_version') AS BIGINT) AS `schema_version`,
-  TRY_CAST(JSON_VALUE(payload, '$.event_id') AS STRING) AS `event_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.conversion_id') AS STRING) AS `conversion_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT) AS `ts`,
-  TRY_CAST(JSON_VALUE(payload, '$.user_id') AS STRING) AS `user_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.campaign_id') AS STRING) AS `campaign_id`,
-  TRY_CAST(JSON_VALUE(payload, '$.value') AS DOUBLE) AS `value`,
+  CAST(parsed.scalars['schema_version'] AS BIGINT) AS `schema_version`,
+  CAST(parsed.scalars['event_id'] AS STRING) AS `event_id`,
+  CAST(parsed.scalars['conversion_id'] AS STRING) AS `conversion_id`,
+  CAST(parsed.scalars['ts'] AS BIGINT) AS `ts`,
+  CAST(parsed.scalars['user_id'] AS STRING) AS `user_id`,
+  CAST(parsed.scalars['campaign_id'] AS STRING) AS `campaign_id`,
+  CAST(parsed.scalars['value'] AS DOUBLE) AS `value`,
   payload,
   src_topic,
   src_partition,
@@ -298,10 +239,10 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
        ts AS event_ts, reward_ts
 FROM (
-  SELECT o.*, JSON_VALUE(decision, '$.agent') AS agent,
-    JSON_VALUE(decision, '$.action') AS action,
-    TRY_CAST(JSON_VALUE(decision, '$.propensity') AS DOUBLE) AS propensity,
-    TRY_CAST(JSON_VALUE(decision, '$.policy_version') AS BIGINT) AS policy_version,
+  SELECT o.*, decision['agent'] AS agent,
+    decision['action'] AS action,
+    CAST(decision['propensity'] AS DOUBLE) AS propensity,
+    CAST(decision['policy_version'] AS BIGINT) AS policy_version,
          CASE WHEN click_ts IS NULL THEN CAST(0.0 AS DOUBLE) ELSE CAST(1.0 AS DOUBLE) END AS click,
          COALESCE(click_ts, ts + 3600000) AS reward_ts
   FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (decision)
@@ -351,13 +292,12 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts
 FROM (
-  SELECT c.*, JSON_VALUE(decision, '$.agent') AS agent,
-    JSON_VALUE(decision, '$.action') AS action,
-    TRY_CAST(JSON_VALUE(decision, '$.propensity') AS DOUBLE) AS propensity,
-    TRY_CAST(JSON_VALUE(decision, '$.policy_version') AS BIGINT) AS policy_version,
-         TRY_CAST(JSON_QUERY(imp_payload, '$.features' RETURNING ARRAY<STRING>) AS ARRAY<DOUBLE>) AS features
-  FROM impression_credits c
-  CROSS JOIN UNNEST(JSON_QUERY(c.imp_payload, '$.decisions' RETURNING ARRAY<STRING>)) AS d (decision)
+  SELECT c.*, decision['agent'] AS agent,
+    decision['action'] AS action,
+    CAST(decision['propensity'] AS DOUBLE) AS propensity,
+    CAST(decision['policy_version'] AS BIGINT) AS policy_version, c.parsed.number_arrays['features'] AS features
+  FROM (SELECT *, ADLOOP_PARSE(imp_payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM impression_credits) c
+  CROSS JOIN UNNEST(c.parsed.object_arrays['decisions']) AS d (decision)
 );
 
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS

@@ -1,4 +1,5 @@
-"""The generated validation SQL, run on the mini-cluster: one reason per kind of bad payload."""
+"""The generated validation SQL (ADLOOP_PARSE under the contract's rules), run on the mini-cluster:
+one reason per kind of bad payload."""
 
 from __future__ import annotations
 
@@ -61,6 +62,16 @@ CASES = {
     "propensity zero": (_with(decisions=_decision(propensity=0)), "propensity_out_of_range"),
     "propensity above one": (_with(decisions=_decision(propensity=1.01)), "propensity_out_of_range"),
     "far future": (_with(ts=4_102_444_800_000), "future_timestamp"),
+    "trailing garbage": (json.dumps(GOOD_IMPRESSION) + " x", "invalid_json"),
+    "version as string": (_with(schema_version="1"), "unknown_schema_version"),
+    "empty user": (_with(user_id=""), "missing_field:user_id"),
+    "negative ts": (_with(ts=-5), "negative_value:ts"),
+    "unknown agent": (_with(decisions=_decision(agent="pricing")), "wrong_type:decisions.agent"),
+    "decision version as string": (
+        _with(decisions=_decision(policy_version="3")),
+        "wrong_type:decisions.policy_version",
+    ),
+    "huge integer ts": (_with(ts=10**30), "wrong_type:ts"),
 }
 
 
@@ -74,6 +85,8 @@ def test_every_bad_payload_gets_its_reason(t_env):
     t_env.execute_sql("""CREATE TEMPORARY VIEW raw_probe AS
 SELECT *, CURRENT_TIMESTAMP AS kafka_ts, CAST(NULL AS TIMESTAMP_LTZ(3)) AS rowtime, PROCTIME() AS proctime
 FROM raw_elements""")
+    for statement in ingest.function_statements():
+        t_env.execute_sql(statement)
     t_env.execute_sql(ingest.checked_view_ddl(events.IMPRESSIONS, "raw_probe", max_future_ms=86_400_000))
     with t_env.execute_sql("SELECT src_offset, reason FROM checked_impressions").collect() as results:
         got = {names[row[0]]: row[1] for row in results}
