@@ -161,6 +161,11 @@ def attach_learners(
     updates = batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING()).process(
         LearnerOperator(settings), output_type=OUTPUT_TYPE
     )
+    add_policy_updates_sink(t_env, statements, cfg, updates)
+
+
+def add_policy_updates_sink(t_env: StreamTableEnvironment, statements: StatementSet, cfg, updates) -> None:
+    """Every publish, (campaign_id, agent, version, published, pending), to the policy-updates topic."""
     t_env.create_temporary_view("policy_updates", t_env.from_data_stream(updates))
     options = _sink_options(
         cfg.kafka.topic("policy_updates"), cfg.kafka.bootstrap_servers, key_fields="campaign_id;agent"
