@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=2, help="simulated days of input for the throughput runs")
     parser.add_argument("--repeats", type=int, default=2, help="throughput runs per variant and parallelism")
     parser.add_argument("--parallelisms", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
-    parser.add_argument("--rates", default="10000,1000,100", help="freshness load rates, events/s (empty: skip)")
+    parser.add_argument("--rates", default="10000,1000,100", help="freshness rates, events/s")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds of load before the probes")
     parser.add_argument("--fresh-seconds", type=float, default=30.0, help="seconds of probes per rate")
     parser.add_argument("--probe-timeout", type=float, default=60.0, help="longest wait for a probe")
