@@ -27,6 +27,9 @@ Reported: medians over ``--repeats`` runs, and the ratios attribution / pass-thr
 
     python -m bench.bench_attribution [--days 2] [--repeats 3] [--out bench/results/attribution.md]
 
+``ADLOOP_BENCH_FLINK_OVERRIDES`` (a JSON object of Flink keys) changes the jobs' Flink settings for
+an experiment, e.g. ``'{"state.backend.type": "hashmap"}'``.
+
 The default input is small (2 simulated days, ~19k records) because the attribution job runs at
 well under a thousand records/s on this 2-core machine: each attribution run then takes a minute or
 two and the whole bench about 12 minutes when the machine is otherwise quiet (much longer when it
