@@ -6,10 +6,12 @@ typed, deduplicated, on-time views of ``sql/ingest.py`` (``ontime_<stem>``).
 - Click attribution: impression LEFT interval-join click on impression_id within the click window;
   the first click to arrive inside the window counts (proc-time keep-first per impression), an
   impression without one gets a 0 outcome when the watermark passes the window end.
-- Conversion attribution: conversion interval-join touches (views and counted clicks) on
-  (user_id, campaign_id) within the lookback; time-decay weight ``boost * 2^(-Δt/half_life)`` or
-  last touch; credit normalised per conversion with an event-time OVER window whose RANGE of 0
-  holds exactly the conversion's own touches (they share its rowtime).
+- Conversion attribution: touches (views and counted clicks) and conversions meet, partitioned
+  by (user_id, campaign_id), in ``ADLOOP_ATTRIBUTE`` (udf/, a process table function): once the
+  watermark reaches a conversion, its value is shared over the touches in the lookback, by
+  time-decay weight ``boost * 2^(-Δt/half_life)`` normalised, or to the last touch. (An interval
+  join would hold the watermark back by the whole 30-day lookback, and with it every
+  event-time step after it: credit would come out a lookback after the conversion.)
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ _DECISION_COLUMNS = """decision['agent'] AS agent,
     CAST(decision['policy_version'] AS BIGINT) AS policy_version"""
 
 
+# One partition key for (user_id, campaign_id), unambiguous whatever the ids contain.
+_PAIR_KEY = "CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id)"
+
+
 def view_statements(cfg: AttributionConfig, rewards: RewardConfig) -> list[str]:
-    model_weight = (
-        f"POWER(CAST(2 AS DOUBLE), -CAST(conv_ts - touch_ts AS DOUBLE) / {cfg.half_life_ms})"
-        f" * CASE WHEN is_click = 1 THEN CAST({cfg.click_boost!r} AS DOUBLE) ELSE 1.0 END"
-    )
     statements = [
         # (impression..., click_ts or NULL): every impression once, with its first in-window click.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS impression_outcomes AS
@@ -71,43 +73,39 @@ FROM (
   FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (decision)
 )""",
         # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, imp_payload):
-        # a view touch per impression, a click touch per counted click.
+        # a view touch per impression, a click touch per counted click. Both come from
+        # impression_outcomes, so impressions are deduplicated once; it delays a view touch by no
+        # more than the click join already holds the watermark back.
         """CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, payload AS imp_payload
-FROM ontime_impressions
+       0 AS is_click, imp_payload
+FROM impression_outcomes
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
        click_time AS touch_time, 1 AS is_click, imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL""",
-        # (conversion, touch, weight): every touch of the same user and campaign in the lookback.
-        f"""CREATE TEMPORARY VIEW IF NOT EXISTS conversion_touches AS
-SELECT v.conversion_id, v.ts AS conv_ts, v.rowtime AS conv_time, v.`value` AS conv_value,
-       t.impression_id, t.campaign_id, t.segment, t.imp_ts, t.touch_ts, t.is_click, t.imp_payload
-FROM ontime_conversions v JOIN touches t
-  ON v.user_id = t.user_id AND v.campaign_id = t.campaign_id
- AND t.touch_time BETWEEN v.rowtime - {interval(cfg.lookback_ms)} AND v.rowtime""",
-        # (conversion, touch, credit): credits normalised over the conversion's touches.
-        f"""CREATE TEMPORARY VIEW IF NOT EXISTS touch_credits AS
-SELECT conversion_id, conv_ts, conv_time, conv_value, impression_id, campaign_id, segment, imp_payload,
-       imp_ts, {_credit_expression(cfg)} AS credit, {_counted_expression(cfg)} AS counted
-FROM (
-  SELECT *, {model_weight} AS w,
-         CONCAT(LPAD(CAST(touch_ts * 2 + is_click AS STRING), 20, '0'), impression_id) AS touch_key
-  FROM conversion_touches
-)
-WINDOW conv AS (PARTITION BY conversion_id ORDER BY conv_time RANGE BETWEEN INTERVAL '0' SECOND PRECEDING
-                AND CURRENT ROW)""",
-        "CREATE TEMPORARY VIEW IF NOT EXISTS counted_touch_credits AS "
-        "SELECT * FROM touch_credits WHERE counted",
-        # (conversion, impression, credit): a view and a click touch of one impression summed.
-        """CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
-SELECT conversion_id, impression_id, MAX(conv_ts) AS conv_ts, MAX(conv_value) AS conv_value,
-       MAX(campaign_id) AS campaign_id, MAX(segment) AS segment, MAX(imp_ts) AS imp_ts,
-       MAX(imp_payload) AS imp_payload,
-       SUM(credit) AS credit, window_time AS conv_time
-FROM TABLE(TUMBLE(TABLE counted_touch_credits, DESCRIPTOR(conv_time), INTERVAL '1' SECOND))
-GROUP BY window_start, window_end, window_time, conversion_id, impression_id""",
+        # Touches and conversions in one stream, for ADLOOP_ATTRIBUTE (udf/, a process table function).
+        f"""CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
+SELECT {_PAIR_KEY} AS pair_key, campaign_id, touch_time AS event_time,
+       CAST(NULL AS STRING) AS conversion_id, impression_id, segment, imp_ts, touch_ts AS ts, is_click,
+       imp_payload, CAST(NULL AS DOUBLE) AS conv_value
+FROM touches
+UNION ALL
+SELECT {_PAIR_KEY}, campaign_id, rowtime, conversion_id, CAST(NULL AS STRING), CAST(NULL AS STRING),
+       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS STRING), `value`
+FROM ontime_conversions""",
+        # (conversion, impression, credit): a conversion's value shared over its touches in the
+        # lookback once the watermark reaches it; a view and a click of one impression summed.
+        f"""CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
+SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit
+FROM ADLOOP_ATTRIBUTE(
+  TABLE attribution_events PARTITION BY pair_key,
+  CAST({cfg.lookback_ms} AS BIGINT),  -- lookback_ms
+  CAST({cfg.half_life_ms} AS BIGINT),  -- half_life_ms
+  CAST({cfg.click_boost!r} AS DOUBLE),  -- click_boost
+  {"TRUE" if cfg.model == "last_touch" else "FALSE"},  -- last_touch
+  DESCRIPTOR(event_time)  -- on_time
+)""",
         # (decision_id, agent, ..., kind='delayed', credit, reward): one row per decision.
         # Decisions and features are re-read from the impression's payload (one parse per
         # attributed impression, a rare row): arrays cannot pass through the GROUP BY above.
@@ -126,16 +124,3 @@ FROM (
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards""",
     ]
     return statements
-
-
-def _counted_expression(cfg: AttributionConfig) -> str:
-    """Which touches yield rows: all of them under time decay, only the winner under last touch."""
-    if cfg.model == "last_touch":
-        return "touch_key = MAX(touch_key) OVER conv"
-    return "TRUE"
-
-
-def _credit_expression(cfg: AttributionConfig) -> str:
-    if cfg.model == "last_touch":
-        return "CASE WHEN touch_key = MAX(touch_key) OVER conv THEN conv_value ELSE CAST(0.0 AS DOUBLE) END"
-    return "conv_value * w / SUM(w) OVER conv"

@@ -23,7 +23,11 @@ from contract import events
 STEMS = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
 
 # SQL name -> class of the project's JVM functions (udf/).
-FUNCTIONS = {"ADLOOP_PARSE": "adloop.udf.ParseEvent", "ADLOOP_JSON_LONG": "adloop.udf.JsonLong"}
+FUNCTIONS = {
+    "ADLOOP_PARSE": "adloop.udf.ParseEvent",
+    "ADLOOP_JSON_LONG": "adloop.udf.JsonLong",
+    "ADLOOP_ATTRIBUTE": "adloop.udf.AttributeConversions",
+}
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_PARSE AS 'adloop.udf.Parse
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_JSON_LONG AS 'adloop.udf.JsonLong' LANGUAGE JAVA;
 
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ATTRIBUTE AS 'adloop.udf.AttributeConversions' LANGUAGE JAVA;
+
 CREATE TABLE IF NOT EXISTS raw_impressions (
   payload STRING,
   src_topic STRING METADATA FROM 'topic' VIRTUAL,
@@ -250,40 +252,33 @@ FROM (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, payload AS imp_payload
-FROM ontime_impressions
+       0 AS is_click, imp_payload
+FROM impression_outcomes
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
        click_time AS touch_time, 1 AS is_click, imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS conversion_touches AS
-SELECT v.conversion_id, v.ts AS conv_ts, v.rowtime AS conv_time, v.`value` AS conv_value,
-       t.impression_id, t.campaign_id, t.segment, t.imp_ts, t.touch_ts, t.is_click, t.imp_payload
-FROM ontime_conversions v JOIN touches t
-  ON v.user_id = t.user_id AND v.campaign_id = t.campaign_id
- AND t.touch_time BETWEEN v.rowtime - INTERVAL '30 00:00:00.000' DAY(3) TO SECOND(3) AND v.rowtime;
-
-CREATE TEMPORARY VIEW IF NOT EXISTS touch_credits AS
-SELECT conversion_id, conv_ts, conv_time, conv_value, impression_id, campaign_id, segment, imp_payload,
-       imp_ts, conv_value * w / SUM(w) OVER conv AS credit, TRUE AS counted
-FROM (
-  SELECT *, POWER(CAST(2 AS DOUBLE), -CAST(conv_ts - touch_ts AS DOUBLE) / 604800000) * CASE WHEN is_click = 1 THEN CAST(2.0 AS DOUBLE) ELSE 1.0 END AS w,
-         CONCAT(LPAD(CAST(touch_ts * 2 + is_click AS STRING), 20, '0'), impression_id) AS touch_key
-  FROM conversion_touches
-)
-WINDOW conv AS (PARTITION BY conversion_id ORDER BY conv_time RANGE BETWEEN INTERVAL '0' SECOND PRECEDING
-                AND CURRENT ROW);
-
-CREATE TEMPORARY VIEW IF NOT EXISTS counted_touch_credits AS SELECT * FROM touch_credits WHERE counted;
+CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
+SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id) AS pair_key, campaign_id, touch_time AS event_time,
+       CAST(NULL AS STRING) AS conversion_id, impression_id, segment, imp_ts, touch_ts AS ts, is_click,
+       imp_payload, CAST(NULL AS DOUBLE) AS conv_value
+FROM touches
+UNION ALL
+SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id), campaign_id, rowtime, conversion_id, CAST(NULL AS STRING), CAST(NULL AS STRING),
+       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS STRING), `value`
+FROM ontime_conversions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
-SELECT conversion_id, impression_id, MAX(conv_ts) AS conv_ts, MAX(conv_value) AS conv_value,
-       MAX(campaign_id) AS campaign_id, MAX(segment) AS segment, MAX(imp_ts) AS imp_ts,
-       MAX(imp_payload) AS imp_payload,
-       SUM(credit) AS credit, window_time AS conv_time
-FROM TABLE(TUMBLE(TABLE counted_touch_credits, DESCRIPTOR(conv_time), INTERVAL '1' SECOND))
-GROUP BY window_start, window_end, window_time, conversion_id, impression_id;
+SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit
+FROM ADLOOP_ATTRIBUTE(
+  TABLE attribution_events PARTITION BY pair_key,
+  CAST(2592000000 AS BIGINT),  -- lookback_ms
+  CAST(604800000 AS BIGINT),  -- half_life_ms
+  CAST(2.0 AS DOUBLE),  -- click_boost
+  FALSE,  -- last_touch
+  DESCRIPTOR(event_time)  -- on_time
+);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,

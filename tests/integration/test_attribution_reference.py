@@ -41,6 +41,9 @@ def run(request, services, tmp_path_factory):
         malformed_rate=0.01,
         duplicate_rate=0.03,
         late_rate=0.01,
+        # Hours behind, not minutes: in a replay at full speed the periodic watermark trails the
+        # records read by a fraction of a second, which can be an hour of simulated time.
+        late_by_ms=6 * 3_600_000,
         view_conversion_ratio=0.2,
     )
     cfg = app_config.AppConfig().replace(

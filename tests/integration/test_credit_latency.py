@@ -1,0 +1,64 @@
+"""Conversion credit comes out while the job runs, not a lookback (30 days of event time) later.
+
+The job reads two simulated days from real Kafka, unbounded, on the mini-cluster. Once it has
+caught up, every delayed row of a conversion the watermark has passed (all but the last hours)
+must already be on the rewards topic, equal to the reference attribution.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jobs import config as app_config
+from jobs import feedback_job
+from scripts import kafka_tools
+from sim.config import SimConfig
+from sim.simulator import Simulator
+from sim.writers import KafkaWriter
+from tests.reference.attribution import compare_rows, reference_rewards
+
+# The watermark trails the newest event by the out-of-orderness bound, and credit waits for the
+# click window too (view touches come out of the click join); 3 h is well past both.
+SETTLED_MS = 3 * 3_600_000
+
+
+def test_delayed_rewards_come_out_while_the_job_runs(services, unique_prefix, tmp_path):
+    cfg = app_config.AppConfig().replace(
+        kafka={
+            "bootstrap_servers": services.kafka_bootstrap,
+            "topic_prefix": unique_prefix,
+            "bounded": False,
+            "group_id": f"{unique_prefix}job",
+        },
+        ingest={"out_of_orderness_ms": 30_000},
+        job={"learners": False},
+        tables={"rewards_path": str(tmp_path / "rewards")},
+    )
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    kafka_tools.create_topics(services.kafka_bootstrap, topics)
+    sim_cfg = SimConfig(days=2, n_users=400, requests_per_day=4_000, view_conversion_ratio=0.2)
+    records = []
+    with KafkaWriter(services.kafka_bootstrap, topic_prefix=unique_prefix) as writer:
+        for chunk in Simulator(sim_cfg).run():
+            writer.write(chunk.records)
+            records.extend(chunk.records)
+    job = feedback_job.run(cfg, wait=False)
+    bootstrap = services.kafka_bootstrap
+    try:
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("rewards"), timeout_s=300)
+        rows = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
+        late = [json.loads(v)["event_id"] for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("late"))]
+    finally:
+        job.cancel().result()
+        kafka_tools.delete_topics(bootstrap, topics)
+
+    cutoff = max(r.ts for r in records) - SETTLED_MS
+    expected = [
+        row
+        for row in reference_rewards(records, late, cfg.attribution, cfg.rewards)
+        if row["kind"] == "delayed" and row["reward_ts"] < cutoff
+    ]
+    actual = [row for row in rows if row["kind"] == "delayed" and row["reward_ts"] < cutoff]
+    assert len(expected) > 100, len(expected)  # most conversions are settled
+    problems = compare_rows(expected, actual, rel=1e-9)
+    assert not problems, "\n".join(problems[:20])

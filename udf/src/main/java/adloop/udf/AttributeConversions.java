@@ -1,0 +1,214 @@
+package adloop.udf;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.apache.flink.table.annotation.ArgumentHint;
+import org.apache.flink.table.annotation.ArgumentTrait;
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.annotation.StateHint;
+import org.apache.flink.table.api.dataview.ListView;
+import org.apache.flink.table.functions.ProcessTableFunction;
+import org.apache.flink.types.Row;
+
+/**
+ * {@code ADLOOP_ATTRIBUTE}: conversion credit for the touches (impression views and counted clicks)
+ * of one (user, campaign), as a process table function partitioned by one key column for the pair
+ * (a PARTITION BY of two columns does not survive a view's expansion in Flink 2.2; nor do named
+ * arguments, hence the positional call in sql/attribution.py).
+ *
+ * <p>Input rows are touches ({@code conversion_id} NULL) or conversions, timed by {@code on_time}.
+ * A conversion at T waits for the watermark to reach T, so every on-time touch at or before T has
+ * arrived; then it shares its value over the touches in {@code [T - lookback, T]}: time decay
+ * {@code boost * 2^(-(T - t) / half_life)} normalised over them, or all of it to the last touch
+ * (latest time, a click before a view at the same time, then the larger impression id). A view and
+ * a click of one impression yield one row with their credits summed.
+ *
+ * <p>Why a function and not an interval join: an interval join holds its output watermark back by
+ * the whole lookback (30 days), so credit normalised downstream in event time would only come out
+ * a lookback after the conversion. Here the output is timed at the conversion and the watermark
+ * passes through undelayed.
+ *
+ * <p>State per (user, campaign): the touches of the last lookback and the conversions waiting for
+ * the watermark. The model settings travel with each waiting conversion (timers get no call
+ * arguments); touches expire by a timer one lookback after the latest of them.
+ */
+@DataTypeHint(
+        "ROW<conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, conv_ts BIGINT,"
+                + " conv_value DOUBLE, credit DOUBLE, imp_payload STRING>")
+public class AttributeConversions extends ProcessTableFunction<Row> {
+
+    private static final String TOUCH_TYPE =
+            "ARRAY<ROW<impression_id STRING, segment STRING, imp_ts BIGINT, touch_ts BIGINT,"
+                    + " is_click INT, imp_payload STRING>>";
+    private static final String PENDING_TYPE =
+            "ARRAY<ROW<conversion_id STRING, campaign_id STRING, conv_ts BIGINT, conv_value DOUBLE, lookback_ms BIGINT,"
+                    + " half_life_ms BIGINT, click_boost DOUBLE, last_touch BOOLEAN>>";
+    private static final String EXPIRE = "expire";
+
+    /** When this partition's touches all fall out of the lookback (a timer of that name). */
+    public static class Expiry {
+        public Long at;
+    }
+
+    public void eval(
+            Context ctx,
+            @StateHint(type = @DataTypeHint(TOUCH_TYPE)) ListView<Row> touches,
+            @StateHint(type = @DataTypeHint(PENDING_TYPE)) ListView<Row> pending,
+            @StateHint Expiry expiry,
+            @ArgumentHint(
+                            name = "input",
+                            value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
+                    Row input,
+            @ArgumentHint(name = "lookback_ms") Long lookbackMs,
+            @ArgumentHint(name = "half_life_ms") Long halfLifeMs,
+            @ArgumentHint(name = "click_boost") Double clickBoost,
+            @ArgumentHint(name = "last_touch") Boolean lastTouch)
+            throws Exception {
+        TimeContext<Long> time = ctx.timeContext(Long.class);
+        String conversionId = input.getFieldAs("conversion_id");
+        if (conversionId == null) {
+            touches.add(
+                    Row.of(
+                            input.getFieldAs("impression_id"),
+                            input.getFieldAs("segment"),
+                            input.getFieldAs("imp_ts"),
+                            input.getFieldAs("ts"),
+                            input.getFieldAs("is_click"),
+                            input.getFieldAs("imp_payload")));
+            long expireAt = time.time() + lookbackMs + 1;
+            if (expiry.at == null || expiry.at < expireAt) {
+                expiry.at = expireAt;
+                time.registerOnTime(EXPIRE, expireAt);
+            }
+        } else {
+            pending.add(
+                    Row.of(
+                            conversionId,
+                            input.getFieldAs("campaign_id"),
+                            input.getFieldAs("ts"),
+                            input.getFieldAs("conv_value"),
+                            lookbackMs,
+                            halfLifeMs,
+                            clickBoost,
+                            lastTouch));
+            time.registerOnTime(time.time());
+        }
+    }
+
+    public void onTimer(OnTimerContext ctx, ListView<Row> touches, ListView<Row> pending, Expiry expiry)
+            throws Exception {
+        long now = ctx.timeContext(Long.class).time();
+        if (EXPIRE.equals(ctx.currentTimer())) {
+            // Every touch is older than the lookback now; a conversion still waiting (later than
+            // the timer) could not reach any of them.
+            touches.clear();
+            expiry.at = null;
+            if (!pending.get().iterator().hasNext()) {
+                ctx.clearAll();
+            }
+            return;
+        }
+        List<Row> waiting = new ArrayList<>();
+        List<Row> due = new ArrayList<>();
+        for (Row conversion : pending.get()) {
+            long convTs = conversion.getFieldAs(2);
+            (convTs <= now ? due : waiting).add(conversion);
+        }
+        List<Row> all = new ArrayList<>();
+        touches.get().forEach(all::add);
+        for (Row conversion : due) {
+            attribute(conversion, all);
+        }
+        pending.clear();
+        if (!waiting.isEmpty()) {
+            pending.addAll(waiting);
+        }
+    }
+
+    private void attribute(Row conversion, List<Row> touches) {
+        String conversionId = conversion.getFieldAs(0);
+        String campaignId = conversion.getFieldAs(1);
+        long convTs = conversion.getFieldAs(2);
+        double value = conversion.getFieldAs(3);
+        long lookbackMs = conversion.getFieldAs(4);
+        long halfLifeMs = conversion.getFieldAs(5);
+        double clickBoost = conversion.getFieldAs(6);
+        boolean lastTouch = conversion.getFieldAs(7);
+
+        List<Row> window = new ArrayList<>();
+        for (Row touch : touches) {
+            long ts = touch.getFieldAs(3);
+            if (ts >= convTs - lookbackMs && ts <= convTs) {
+                window.add(touch);
+            }
+        }
+        if (window.isEmpty()) {
+            return;
+        }
+        // impression_id -> [touch row, credit], in first-touch order
+        Map<String, Object[]> credits = new LinkedHashMap<>();
+        if (lastTouch) {
+            Row last = window.get(0);
+            for (Row touch : window) {
+                if (laterTouch(touch, last)) {
+                    last = touch;
+                }
+            }
+            credits.put(last.getFieldAs(0), new Object[] {last, value});
+        } else {
+            double[] weights = new double[window.size()];
+            double total = 0.0;
+            for (int i = 0; i < weights.length; i++) {
+                Row touch = window.get(i);
+                long ts = touch.getFieldAs(3);
+                int isClick = touch.getFieldAs(4);
+                weights[i] =
+                        Math.pow(2.0, -((double) (convTs - ts)) / halfLifeMs)
+                                * (isClick == 1 ? clickBoost : 1.0);
+                total += weights[i];
+            }
+            for (int i = 0; i < weights.length; i++) {
+                Row touch = window.get(i);
+                double credit = value * weights[i] / total;
+                Object[] entry = credits.get((String) touch.getFieldAs(0));
+                if (entry == null) {
+                    credits.put(touch.getFieldAs(0), new Object[] {touch, credit});
+                } else {
+                    entry[1] = (double) entry[1] + credit;
+                }
+            }
+        }
+        for (Map.Entry<String, Object[]> entry : credits.entrySet()) {
+            Row touch = (Row) entry.getValue()[0];
+            collect(
+                    Row.of(
+                            conversionId,
+                            campaignId,
+                            entry.getKey(),
+                            touch.getFieldAs(1),
+                            touch.getFieldAs(2),
+                            convTs,
+                            value,
+                            (double) entry.getValue()[1],
+                            touch.getFieldAs(5)));
+        }
+    }
+
+    /** Last-touch order: later time, then a click before a view, then the larger impression id. */
+    private static boolean laterTouch(Row a, Row b) {
+        long ta = a.getFieldAs(3);
+        long tb = b.getFieldAs(3);
+        if (ta != tb) {
+            return ta > tb;
+        }
+        int ca = a.getFieldAs(4);
+        int cb = b.getFieldAs(4);
+        if (ca != cb) {
+            return ca > cb;
+        }
+        return ((String) a.getFieldAs(0)).compareTo(b.getFieldAs(0)) > 0;
+    }
+}
