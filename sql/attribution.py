@@ -108,7 +108,8 @@ FROM ADLOOP_ATTRIBUTE(
 )""",
         # (decision_id, agent, ..., kind='delayed', credit, reward): one row per decision.
         # Decisions and features are re-read from the impression's payload (one parse per
-        # attributed impression, a rare row): arrays cannot pass through the GROUP BY above.
+        # attributed impression, a rare row): the attribution state keeps a touch's payload as
+        # one string rather than its nested arrays.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
