@@ -124,9 +124,9 @@ def _naive_job(cfg: Any, spec: RunSpec, overrides: dict[str, str]) -> Any:
     from jobs.runtime import environments
 
     env, t_env = environments(spec.parallelism, overrides)
-    statements = feedback_job.build(t_env, cfg)
+    statements = feedback_job.build(t_env, cfg, shared=True)
     # (decision_id, ..., campaign_id, agent, action, reward, ...) one row per reward, into Python.
-    rewards = t_env.to_data_stream(t_env.from_path("rewards"))
+    rewards = t_env.to_data_stream(t_env.from_path(feedback_job.SHARED_OUTPUTS["rewards"]))
     updates = rewards.key_by(lambda r: f"{r.campaign_id}|{r.agent}", key_type=Types.STRING()).process(
         NaiveRiverOperator(cfg.redis.url, cfg.redis.key_prefix, cfg.publish.interval_ms),
         output_type=OUTPUT_TYPE,

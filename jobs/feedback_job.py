@@ -73,6 +73,10 @@ def source_statements(cfg: app_config.AppConfig) -> list[str]:
     return statements
 
 
+DLQ_COLUMNS = "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT"
+LATE_COLUMNS = (
+    "payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT"
+)
 REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
   segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
@@ -83,19 +87,27 @@ BATCH_COLUMNS = """window_end STRING, event_time BIGINT, campaign_id STRING, age
   ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>"""
 
 
-def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
-    """Every table and view of the job, in order: sources, attribution, micro-batches, sinks.
-    The SQL-client init script (sql/init.sql) is rendered from the same list."""
+def output_views() -> list[str]:
+    """``dlq_rows`` and ``late_rows``: the dead letters and late rows of all three topics."""
+    dead_letters = "\nUNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
+    late = "\nUNION ALL ".join(
+        f"SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_{stem}"
+        for stem in SOURCES.values()
+    )
+    return [
+        f"CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS {dead_letters}",
+        f"CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS {late}",
+    ]
+
+
+def sink_statements(cfg: app_config.AppConfig) -> list[str]:
     bootstrap = cfg.kafka.bootstrap_servers
     return [
-        *source_statements(cfg),
-        *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
-        *batches_sql.batches_views(cfg.batches.interval_ms, cfg.batches.feature_dim),
         f"""CREATE TABLE IF NOT EXISTS dlq_sink (
-  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
+  {DLQ_COLUMNS}
 ) WITH ({_sink_options(cfg.kafka.topic("dlq"), bootstrap)})""",
         f"""CREATE TABLE IF NOT EXISTS late_sink (
-  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
+  {LATE_COLUMNS}
 ) WITH ({_sink_options(cfg.kafka.topic("late"), bootstrap)})""",
         f"""CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, {REWARD_COLUMNS}
@@ -113,25 +125,86 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
     ]
 
 
-def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> StatementSet:
-    """Wire sources -> validation -> attribution -> sinks; the caller executes the statement set."""
+def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
+    """Every table and view of the job, in order: sources, attribution, outputs, micro-batches,
+    sinks. The SQL-client init script (sql/init.sql) is rendered from the same list."""
+    return [
+        *source_statements(cfg),
+        *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
+        *output_views(),
+        *batches_sql.batches_views(cfg.batches.interval_ms, cfg.batches.feature_dim),
+        *sink_statements(cfg),
+    ]
+
+
+# The views the sinks read, by output.
+SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
+SHARED_OUTPUTS = {"dlq": "shared_dlq_rows", "late": "shared_late_rows", "rewards": "shared_rewards"}
+
+
+DLQ_COLUMNS = "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT"
+LATE_COLUMNS = (
+    "payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT"
+)
+
+
+def _columns(spec: str) -> dict[str, str]:
+    """``name TYPE, ...`` (no commas inside a type) as {name: type}, in order."""
+    return dict(column.split(None, 1) for column in " ".join(spec.split()).split(", "))
+
+
+def share_outputs(t_env: StreamTableEnvironment) -> dict[str, str]:
+    """Route every output through one Table-to-DataStream conversion, so the whole SQL part is
+    planned once; returns the views over it, by output.
+
+    Needed as soon as part of the job is a DataStream (the learners): each ``to_data_stream`` is
+    planned on its own, and the statement set too, so without this the sources, the parse and the
+    attribution would all run twice. The conversion stays in the JVM."""
+    lanes = {
+        "dlq": _columns(DLQ_COLUMNS),
+        "late": _columns(LATE_COLUMNS),
+        "rewards": _columns(REWARD_COLUMNS),
+    }
+    union_columns = {name: sql_type for lane in lanes.values() for name, sql_type in lane.items()}
+    selects = []
+    for output, columns in lanes.items():
+        cells = [n if n in columns else f"CAST(NULL AS {t}) AS {n}" for n, t in union_columns.items()]
+        selects.append(f"SELECT '{output}' AS output, {', '.join(cells)} FROM {SQL_OUTPUTS[output]}")
+    stream = t_env.to_data_stream(t_env.sql_query("\nUNION ALL ".join(selects)))
+    t_env.create_temporary_view("job_outputs", t_env.from_data_stream(stream))
+    for output, view in SHARED_OUTPUTS.items():
+        t_env.execute_sql(
+            f"CREATE TEMPORARY VIEW IF NOT EXISTS {view} AS "
+            f"SELECT {', '.join(lanes[output])} FROM job_outputs WHERE output = '{output}'"
+        )
+    return SHARED_OUTPUTS
+
+
+def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig, shared: bool = False) -> StatementSet:
+    """Wire sources -> validation -> attribution -> sinks; the caller executes the statement set.
+    ``shared``: route the outputs through :func:`share_outputs` (for a job with DataStream parts)."""
     t_env.get_config().set("table.exec.state.ttl", f"{cfg.ingest.dedup_ttl_ms} ms")
-    for statement in ddl_statements(cfg):
+    for statement in [
+        *source_statements(cfg),
+        *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
+        *output_views(),
+    ]:
+        t_env.execute_sql(statement)
+    views = share_outputs(t_env) if shared else SQL_OUTPUTS
+    batches = batches_sql.batches_views(
+        cfg.batches.interval_ms, cfg.batches.feature_dim, source=views["rewards"]
+    )
+    for statement in [*batches, *sink_statements(cfg)]:
         t_env.execute_sql(statement)
 
     statements = t_env.create_statement_set()
-    dead_letters = " UNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
-    statements.add_insert_sql(f"INSERT INTO dlq_sink {dead_letters}")
-    late = " UNION ALL ".join(
-        f"SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_{stem}"
-        for stem in SOURCES.values()
-    )
-    statements.add_insert_sql(f"INSERT INTO late_sink {late}")
-    statements.add_insert_sql("INSERT INTO rewards_sink SELECT 1, * FROM rewards")
-    statements.add_insert_sql("""INSERT INTO rewards_parquet
+    statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT * FROM {views['dlq']}")
+    statements.add_insert_sql(f"INSERT INTO late_sink SELECT * FROM {views['late']}")
+    statements.add_insert_sql(f"INSERT INTO rewards_sink SELECT 1, * FROM {views['rewards']}")
+    statements.add_insert_sql(f"""INSERT INTO rewards_parquet
 SELECT 1, *, DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'yyyy-MM-dd'),
        DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'HH')
-FROM rewards""")
+FROM {views["rewards"]}""")
     return statements
 
 
@@ -185,7 +258,7 @@ def run(cfg: app_config.AppConfig, wait: bool | None = None, flink_overrides: di
 
     cfg = dataclasses.replace(cfg, tables=cfg.tables.absolute())
     env, t_env = environments(cfg.job.parallelism, flink_overrides)
-    statements = build(t_env, cfg)
+    statements = build(t_env, cfg, shared=cfg.job.learners)
     if cfg.job.learners:
         attach_learners(t_env, statements, cfg)
     else:

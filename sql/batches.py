@@ -17,7 +17,9 @@ def _sum(expr: str) -> str:
     return f"CAST(COALESCE(SUM(CAST({expr} AS DOUBLE)), 0) AS DOUBLE)"
 
 
-def batches_views(interval_ms: int, feature_dim: int, n_blocks: int = 24) -> list[str]:
+def batches_views(
+    interval_ms: int, feature_dim: int, n_blocks: int = 24, source: str = "rewards"
+) -> list[str]:
     """``learner_batches``: window_end (processing time), event_time (latest reward_ts, ms, for
     learners that discount by event time), campaign_id, agent, state, arm and the ArmStats sums.
 
@@ -36,7 +38,7 @@ def batches_views(interval_ms: int, feature_dim: int, n_blocks: int = 24) -> lis
 SELECT *, action AS arm, PROCTIME() AS arrived,
        CASE WHEN agent = 'creative' THEN ''
             ELSE CONCAT(CAST(MOD(event_ts, 86400000) / {block_ms} AS STRING), '|', segment) END AS state
-FROM rewards"""
+FROM {source}"""
     batches = f"""CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent, state, arm,
   {_sum(f"CASE WHEN {initial} THEN 1.0 END")} AS trials,

@@ -298,6 +298,14 @@ FROM (
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards;
 
+CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS SELECT payload, reason, src_topic, src_partition, src_offset FROM checked_impressions WHERE reason IS NOT NULL
+UNION ALL SELECT payload, reason, src_topic, src_partition, src_offset FROM checked_clicks WHERE reason IS NOT NULL
+UNION ALL SELECT payload, reason, src_topic, src_partition, src_offset FROM checked_conversions WHERE reason IS NOT NULL;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_impressions
+UNION ALL SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_clicks
+UNION ALL SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_conversions;
+
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT *, action AS arm, PROCTIME() AS arrived,
        CASE WHEN agent = 'creative' THEN ''
