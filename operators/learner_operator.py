@@ -39,6 +39,14 @@ class OperatorSettings:
     specs: dict[str, Any] = field(default_factory=dict)
 
 
+def _meta(value: list[int] | None) -> list[int]:
+    """The meta state as its five fields (state written before the expiry timer had four)."""
+    if value is None:
+        return [0, 0, 0, 0, 0]
+    fields = list(value)
+    return fields + [0] * (5 - len(fields))
+
+
 class LearnerOperator(KeyedProcessFunction):
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
@@ -48,7 +56,7 @@ class LearnerOperator(KeyedProcessFunction):
         from state.policy_store import RedisPolicyStore
 
         self._params = runtime_context.get_state(ValueStateDescriptor("params", Types.STRING()))
-        # [pending updates, last publish ms, last active ms, timer ms or 0]
+        # [pending updates, last publish ms, last active ms, publish timer ms or 0, expiry timer ms or 0]
         self._meta = runtime_context.get_state(
             ValueStateDescriptor("meta", Types.PRIMITIVE_ARRAY(Types.LONG()))
         )
@@ -72,10 +80,13 @@ class LearnerOperator(KeyedProcessFunction):
             self._applied[agent].inc(int(value.trials))
 
         now = ctx.timer_service().current_processing_time()
-        pending, last_publish, _, timer = self._meta.value() or [0, 0, 0, 0]
+        pending, last_publish, _, timer, expiry = _meta(self._meta.value())
         pending += 1
-        expiry = now + self.settings.idle_expiry_ms
-        ctx.timer_service().register_processing_time_timer(expiry)
+        if expiry == 0:
+            # One expiry timer per key, moved on when it fires early (a timer per update would
+            # pile up a week of timers per key).
+            expiry = now + self.settings.idle_expiry_ms
+            ctx.timer_service().register_processing_time_timer(expiry)
         if (
             pending >= self.settings.publish_every_n
             and now - last_publish >= self.settings.publish_interval_ms
@@ -89,13 +100,13 @@ class LearnerOperator(KeyedProcessFunction):
         elif timer == 0:
             timer = max(now, last_publish + self.settings.publish_interval_ms)
             ctx.timer_service().register_processing_time_timer(timer)
-        self._meta.update([pending, last_publish, now, timer])
+        self._meta.update([pending, last_publish, now, timer, expiry])
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         meta = self._meta.value()
         if meta is None:
             return
-        pending, last_publish, last_active, timer = meta
+        pending, last_publish, last_active, timer, expiry = _meta(meta)
         campaign_id, agent = ctx.get_current_key().split("|", 1)
         if timestamp == timer:
             timer = 0
@@ -108,13 +119,16 @@ class LearnerOperator(KeyedProcessFunction):
                 if self._publisher.pending_record(campaign_id, agent) is not None:
                     timer = timestamp + RETRY_MS
                     ctx.timer_service().register_processing_time_timer(timer)
-        if timestamp >= last_active + self.settings.idle_expiry_ms:
-            # An inactive campaign: drop its state; Redis keeps the last published policy.
-            self._params.clear()
-            self._meta.clear()
-            self._learners.forget(campaign_id, agent)
-            return
-        self._meta.update([pending, last_publish, last_active, timer])
+        if timestamp == expiry or expiry == 0:  # 0: state from before the single expiry timer
+            if timestamp >= last_active + self.settings.idle_expiry_ms:
+                # An inactive campaign: drop its state; Redis keeps the last published policy.
+                self._params.clear()
+                self._meta.clear()
+                self._learners.forget(campaign_id, agent)
+                return
+            expiry = last_active + self.settings.idle_expiry_ms
+            ctx.timer_service().register_processing_time_timer(expiry)
+        self._meta.update([pending, last_publish, last_active, timer, expiry])
 
     def _publish(self, campaign_id: str, agent: str, params: dict[str, Any], now_ms: int) -> Row:
         from state.codec import PolicyRecord
