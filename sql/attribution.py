@@ -73,13 +73,13 @@ FROM (
   FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (decision)
 )""",
         # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, imp_payload):
-        # a view touch per impression, a click touch per counted click. Both come from
-        # impression_outcomes, so impressions are deduplicated once; it delays a view touch by no
-        # more than the click join already holds the watermark back.
+        # a view touch per impression, a click touch per counted click. View touches come straight
+        # from the impressions: an unclicked impression leaves the click join only at its cleanup
+        # timer, behind that join's output watermark, too late for credit timed by the watermark.
         """CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, imp_payload
-FROM impression_outcomes
+       0 AS is_click, payload AS imp_payload
+FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
        click_time AS touch_time, 1 AS is_click, imp_payload

@@ -252,8 +252,8 @@ FROM (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, imp_payload
-FROM impression_outcomes
+       0 AS is_click, payload AS imp_payload
+FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
        click_time AS touch_time, 1 AS is_click, imp_payload

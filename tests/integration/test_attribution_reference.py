@@ -29,10 +29,16 @@ from tests.reference.attribution import compare_rows, reference_rewards, row_key
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", params=["time_decay", "last_touch"])
+# (model, lookback): the short lookback makes touches fall out of it within the two days, so the
+# attribution state's pruning is exercised too.
+RUNS = {"time_decay": ("time_decay", 30 * 86_400_000), "last_touch": ("last_touch", 30 * 86_400_000),
+        "time_decay_3h_lookback": ("time_decay", 3 * 3_600_000)}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
 def run(request, services, tmp_path_factory):
-    model = request.param
-    prefix = f"t{abs(hash((model, id(request)))) % 10**8:08d}.attribution_{model}."
+    model, lookback_ms = RUNS[request.param]
+    prefix = f"t{abs(hash((request.param, id(request)))) % 10**8:08d}.attribution_{request.param}."
     # Few users, so users come back and conversions have several touches to share credit.
     sim_cfg = SimConfig(
         days=2,
@@ -54,7 +60,7 @@ def run(request, services, tmp_path_factory):
             "group_id": f"{prefix}job",
         },
         ingest={"out_of_orderness_ms": 30_000},
-        attribution={"model": model},
+        attribution={"model": model, "lookback_ms": lookback_ms},
         job={"learners": False},
         tables={"rewards_path": str(tmp_path_factory.mktemp(f"rewards-{model}"))},
     )

@@ -33,7 +33,9 @@ import org.apache.flink.types.Row;
  *
  * <p>State per (user, campaign): the touches of the last lookback and the conversions waiting for
  * the watermark. The model settings travel with each waiting conversion (timers get no call
- * arguments); touches expire by a timer one lookback after the latest of them.
+ * arguments). Touches older than the lookback behind the watermark can never count again: they are
+ * dropped when a new touch comes and the oldest is a quarter lookback past that (so the list is
+ * rebuilt rarely). A partition that goes quiet keeps its last touches.
  */
 @DataTypeHint(
         "ROW<conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, conv_ts BIGINT,"
@@ -46,18 +48,18 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
     private static final String PENDING_TYPE =
             "ARRAY<ROW<conversion_id STRING, campaign_id STRING, conv_ts BIGINT, conv_value DOUBLE, lookback_ms BIGINT,"
                     + " half_life_ms BIGINT, click_boost DOUBLE, last_touch BOOLEAN>>";
-    private static final String EXPIRE = "expire";
 
-    /** When this partition's touches all fall out of the lookback (a timer of that name). */
-    public static class Expiry {
-        public Long at;
+    /** Bookkeeping of a partition's touches. */
+    public static class Touches {
+        /** The oldest touch time kept. */
+        public Long oldest;
     }
 
     public void eval(
             Context ctx,
             @StateHint(type = @DataTypeHint(TOUCH_TYPE)) ListView<Row> touches,
             @StateHint(type = @DataTypeHint(PENDING_TYPE)) ListView<Row> pending,
-            @StateHint Expiry expiry,
+            @StateHint Touches meta,
             @ArgumentHint(
                             name = "input",
                             value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
@@ -70,18 +72,23 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         TimeContext<Long> time = ctx.timeContext(Long.class);
         String conversionId = input.getFieldAs("conversion_id");
         if (conversionId == null) {
+            long ts = input.getFieldAs("ts");
             touches.add(
                     Row.of(
                             input.getFieldAs("impression_id"),
                             input.getFieldAs("segment"),
                             input.getFieldAs("imp_ts"),
-                            input.getFieldAs("ts"),
+                            ts,
                             input.getFieldAs("is_click"),
                             input.getFieldAs("imp_payload")));
-            long expireAt = time.time() + lookbackMs + 1;
-            if (expiry.at == null || expiry.at < expireAt) {
-                expiry.at = expireAt;
-                time.registerOnTime(EXPIRE, expireAt);
+            if (meta.oldest == null || ts < meta.oldest) {
+                meta.oldest = ts;
+            }
+            // Every conversion still to come or waiting is after the watermark, so it cannot reach
+            // a touch older than watermark - lookback.
+            Long watermark = time.currentWatermark();
+            if (watermark != null && meta.oldest < watermark - lookbackMs - lookbackMs / 4) {
+                dropOlderThan(touches, watermark - lookbackMs, meta);
             }
         } else {
             pending.add(
@@ -98,19 +105,9 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         }
     }
 
-    public void onTimer(OnTimerContext ctx, ListView<Row> touches, ListView<Row> pending, Expiry expiry)
+    public void onTimer(OnTimerContext ctx, ListView<Row> touches, ListView<Row> pending, Touches meta)
             throws Exception {
         long now = ctx.timeContext(Long.class).time();
-        if (EXPIRE.equals(ctx.currentTimer())) {
-            // Every touch is older than the lookback now; a conversion still waiting (later than
-            // the timer) could not reach any of them.
-            touches.clear();
-            expiry.at = null;
-            if (!pending.get().iterator().hasNext()) {
-                ctx.clearAll();
-            }
-            return;
-        }
         List<Row> waiting = new ArrayList<>();
         List<Row> due = new ArrayList<>();
         for (Row conversion : pending.get()) {
@@ -126,6 +123,23 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         if (!waiting.isEmpty()) {
             pending.addAll(waiting);
         }
+    }
+
+    private static void dropOlderThan(ListView<Row> touches, long bound, Touches meta) throws Exception {
+        List<Row> kept = new ArrayList<>();
+        Long oldest = null;
+        for (Row touch : touches.get()) {
+            long ts = touch.getFieldAs(3);
+            if (ts >= bound) {
+                kept.add(touch);
+                oldest = oldest == null ? ts : Math.min(oldest, ts);
+            }
+        }
+        touches.clear();
+        if (!kept.isEmpty()) {
+            touches.addAll(kept);
+        }
+        meta.oldest = oldest;
     }
 
     private void attribute(Row conversion, List<Row> touches) {
