@@ -250,6 +250,18 @@ def add_policy_updates_sink(t_env: StreamTableEnvironment, statements: Statement
 
 
 def run(cfg: app_config.AppConfig, wait: bool | None = None, flink_overrides: dict[str, str] | None = None):
+    """Build and start the job; see :func:`_run`. Planning is retried once when it hit Calcite's
+    per-thread metadata provider unset (a py4j call on a JVM thread that never created a planner,
+    seen when one process starts several jobs)."""
+    try:
+        return _run(cfg, wait, flink_overrides)
+    except Exception as exc:  # noqa: BLE001 - only that planner error is retried
+        if "metadataHandlerProvider" not in str(exc):
+            raise
+        return _run(cfg, wait, flink_overrides)
+
+
+def _run(cfg: app_config.AppConfig, wait: bool | None, flink_overrides: dict[str, str] | None):
     """Build and start the job on the mini-cluster (or the cluster ``flink run`` targets).
 
     Waits for the end when ``wait`` (default: when the Kafka sources are bounded); returns the
