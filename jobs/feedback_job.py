@@ -90,10 +90,8 @@ BATCH_COLUMNS = """window_end STRING, event_time BIGINT, campaign_id STRING, age
 def output_views() -> list[str]:
     """``dlq_rows`` and ``late_rows``: the dead letters and late rows of all three topics."""
     dead_letters = "\nUNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
-    late = "\nUNION ALL ".join(
-        f"SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_{stem}"
-        for stem in SOURCES.values()
-    )
+    late_columns = ", ".join(_columns(LATE_COLUMNS))
+    late = "\nUNION ALL ".join(f"SELECT {late_columns} FROM late_{stem}" for stem in SOURCES.values())
     return [
         f"CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS {dead_letters}",
         f"CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS {late}",
@@ -140,12 +138,6 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
 # The views the sinks read, by output.
 SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
 SHARED_OUTPUTS = {"dlq": "shared_dlq_rows", "late": "shared_late_rows", "rewards": "shared_rewards"}
-
-
-DLQ_COLUMNS = "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT"
-LATE_COLUMNS = (
-    "payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT"
-)
 
 
 def _columns(spec: str) -> dict[str, str]:
