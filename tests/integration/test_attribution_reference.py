@@ -17,7 +17,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import config as app_config
 from jobs import feedback_job
 from quality.check import check_table
 from scripts import kafka_tools
@@ -25,6 +24,7 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from sql import client_init
+from tests.integration.configs import job_config
 from tests.reference.attribution import compare_rows, reference_rewards, row_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,17 +56,14 @@ def run(request, services, tmp_path_factory):
         late_by_ms=6 * 3_600_000,
         view_conversion_ratio=0.2,
     )
-    cfg = app_config.AppConfig().replace(
-        kafka={
-            "bootstrap_servers": services.kafka_bootstrap,
-            "topic_prefix": prefix,
-            "bounded": True,
-            "group_id": f"{prefix}job",
-        },
+    cfg = job_config(
+        services,
+        prefix,
+        tmp_path_factory.mktemp(f"rewards-{model}"),
+        kafka={"bounded": True},
         ingest={"out_of_orderness_ms": 30_000},
         attribution={"model": model, "lookback_ms": lookback_ms},
         job={"learners": False},
-        tables={"rewards_path": str(tmp_path_factory.mktemp(f"rewards-{model}"))},
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(services.kafka_bootstrap, topics)

@@ -20,6 +20,7 @@ from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from tests.integration.configs import job_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FLINK_HOME = Path(pyflink.__file__).parent
@@ -65,16 +66,12 @@ def cluster(tmp_path):
 
 def test_flink_run_py_on_a_standalone_cluster(services, unique_prefix, tmp_path, cluster):
     env, rest_port = cluster
-    cfg = app_config.AppConfig().replace(
-        kafka={
-            "bootstrap_servers": services.kafka_bootstrap,
-            "topic_prefix": unique_prefix,
-            "bounded": True,
-            "group_id": f"{unique_prefix}job",
-        },
-        redis={"url": services.redis_url, "key_prefix": unique_prefix.rstrip(".")},
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
+        kafka={"bounded": True},
         job={"learners": False, "name": "adloop-cluster-test"},
-        tables={"rewards_path": str(tmp_path / "rewards")},
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(services.kafka_bootstrap, topics)

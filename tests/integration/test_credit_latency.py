@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 
-from jobs import config as app_config
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from tests.integration.configs import job_config
 from tests.reference.attribution import compare_rows, reference_rewards
 
 # The watermark trails the newest event by the out-of-orderness bound, and credit waits for the
@@ -23,16 +23,13 @@ SETTLED_MS = 3 * 3_600_000
 
 
 def test_delayed_rewards_come_out_while_the_job_runs(services, unique_prefix, tmp_path):
-    cfg = app_config.AppConfig().replace(
-        kafka={
-            "bootstrap_servers": services.kafka_bootstrap,
-            "topic_prefix": unique_prefix,
-            "bounded": False,
-            "group_id": f"{unique_prefix}job",
-        },
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
+        kafka={"bounded": False},
         ingest={"out_of_orderness_ms": 30_000},
         job={"learners": False},
-        tables={"rewards_path": str(tmp_path / "rewards")},
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(services.kafka_bootstrap, topics)

@@ -9,25 +9,18 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from jobs import config as app_config
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from tests.integration.configs import job_config
 
 
 def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, tmp_path):
     bootstrap = services.kafka_bootstrap
-    cfg = app_config.AppConfig().replace(
-        kafka={
-            "bootstrap_servers": bootstrap,
-            "topic_prefix": unique_prefix,
-            "group_id": f"{unique_prefix}job",
-        },
-        batches={"interval_ms": 500},
-        job={"learners": False},
-        tables={"rewards_path": str(tmp_path / "rewards")},
+    cfg = job_config(
+        services, unique_prefix, tmp_path / "rewards", batches={"interval_ms": 500}, job={"learners": False}
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from jobs import config as app_config
 from jobs import feedback_job
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 from scripts import kafka_tools
@@ -13,6 +12,7 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
+from tests.integration.configs import job_config
 from tests.integration.test_learning_job import _close
 
 IDLE_EXPIRY_MS = 4_000
@@ -21,16 +21,12 @@ QUIET_S = 10.0  # longer than the expiry, so every key expires while nothing arr
 
 def test_a_key_idle_past_the_expiry_starts_again_from_fresh_params(services, unique_prefix, tmp_path):
     bootstrap = services.kafka_bootstrap
-    cfg = app_config.AppConfig().replace(
-        kafka={
-            "bootstrap_servers": bootstrap,
-            "topic_prefix": unique_prefix,
-            "group_id": f"{unique_prefix}job",
-        },
-        redis={"url": services.redis_url, "key_prefix": unique_prefix.rstrip(".")},
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
         batches={"interval_ms": 500},
         publish={"idle_expiry_ms": IDLE_EXPIRY_MS},
-        tables={"rewards_path": str(tmp_path / "rewards")},
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)

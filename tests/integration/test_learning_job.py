@@ -6,7 +6,6 @@ import json
 import math
 from collections import defaultdict
 
-from jobs import config as app_config
 from jobs import feedback_job
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 from scripts import kafka_tools
@@ -14,6 +13,7 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
+from tests.integration.configs import job_config
 
 
 def _close(a, b, path="params"):
@@ -33,16 +33,7 @@ def _close(a, b, path="params"):
 
 def test_policies_in_redis_equal_a_replay_of_the_micro_batches(services, unique_prefix, tmp_path):
     bootstrap = services.kafka_bootstrap
-    cfg = app_config.AppConfig().replace(
-        kafka={
-            "bootstrap_servers": bootstrap,
-            "topic_prefix": unique_prefix,
-            "group_id": f"{unique_prefix}job",
-        },
-        redis={"url": services.redis_url, "key_prefix": unique_prefix.rstrip(".")},
-        batches={"interval_ms": 500},
-        tables={"rewards_path": str(tmp_path / "rewards")},
-    )
+    cfg = job_config(services, unique_prefix, tmp_path / "rewards", batches={"interval_ms": 500})
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)
     with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:

@@ -16,6 +16,7 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
+from tests.integration.configs import job_config
 from tests.integration.test_learning_job import _close
 from tests.integration.test_policy_store import RedisServer
 
@@ -26,15 +27,6 @@ SIM = SimConfig(days=1, n_users=500, requests_per_day=3_000, late_rate=0.0)
 CHECKPOINT_INTERVAL = "2 s"
 OUTAGE_S = 30.0
 REL_TOL = 1e-9
-
-
-def _config(bootstrap: str, prefix: str, redis_url: str, tmp_path: Path) -> app_config.AppConfig:
-    return app_config.AppConfig().replace(
-        kafka={"bootstrap_servers": bootstrap, "topic_prefix": prefix, "group_id": f"{prefix}job"},
-        redis={"url": redis_url, "key_prefix": prefix.rstrip(".")},
-        batches={"interval_ms": 500},
-        tables={"rewards_path": str(tmp_path / f"{prefix}rewards")},
-    )
 
 
 def _thirds() -> list[list]:
@@ -98,7 +90,13 @@ def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arriv
     bootstrap = services.kafka_bootstrap
     redis_server = RedisServer(tmp_path)
     redis_server.start()
-    cfg = _config(bootstrap, unique_prefix, redis_server.url, tmp_path)
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
+        redis={"url": redis_server.url},
+        batches={"interval_ms": 500},
+    )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)
     parts = _thirds()
