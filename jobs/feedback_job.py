@@ -130,7 +130,11 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
         *source_statements(cfg),
         *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
         *output_views(),
-        *batches_sql.batches_views(cfg.batches.interval_ms, cfg.batches.feature_dim),
+        *batches_sql.batches_views(
+            cfg.batches.interval_ms,
+            cfg.batches.feature_dim,
+            contextual_agents=cfg.learners.contextual_agents(),
+        ),
         *sink_statements(cfg),
     ]
 
@@ -184,7 +188,10 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig, shared: bool
         t_env.execute_sql(statement)
     views = share_outputs(t_env) if shared else SQL_OUTPUTS
     batches = batches_sql.batches_views(
-        cfg.batches.interval_ms, cfg.batches.feature_dim, source=views["rewards"]
+        cfg.batches.interval_ms,
+        cfg.batches.feature_dim,
+        source=views["rewards"],
+        contextual_agents=cfg.learners.contextual_agents(),
     )
     for statement in [*batches, *sink_statements(cfg)]:
         t_env.execute_sql(statement)

@@ -61,6 +61,9 @@ class Learner(abc.ABC):
     """
 
     PARAMS_SCHEMA: ClassVar[int] = 1
+    # Whether updates read the context sums (Σxxᵀ, Σrx); the SQL micro-batches compute them only
+    # for the agents whose learner does.
+    USES_CONTEXT: ClassVar[bool] = False
 
     def __init__(self, *, half_life_ms: float | None = None, seed: int | None = None) -> None:
         if half_life_ms is not None and not (half_life_ms > 0 and math.isfinite(half_life_ms)):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,8 @@ class LinUCB(Learner):
     >>> lin.choose({"bias": 1, "young": 0}, ["a", "b"])
     ('b', 1.0)
     """
+
+    USES_CONTEXT: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -53,6 +53,14 @@ class LearnerSpecs:
             raise ValueError(f"config key 'learners': expected a mapping of agents, found {mapping!r}")
         return cls(dict(mapping))
 
+    def contextual_agents(self) -> list[str]:
+        """The agents whose learner reads the context sums (Σxxᵀ, Σrx), sorted.
+
+        >>> LearnerSpecs({"creative": {"learner": "LinUCB", "features": ["f1"]}}).contextual_agents()
+        ['creative']
+        """
+        return sorted(agent for agent, spec in self.specs.items() if LEARNERS[spec["learner"]].USES_CONTEXT)
+
     def to_mapping(self) -> dict[str, Any]:
         return {agent: dict(spec) for agent, spec in self.specs.items()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
+from state.serving_client import ServingClient
 from tests.integration.configs import job_config
 from tests.integration.test_learning_job import _close
 from tests.integration.test_policy_store import RedisServer
@@ -27,6 +29,8 @@ SIM = SimConfig(days=1, n_users=500, requests_per_day=3_000, late_rate=0.0)
 CHECKPOINT_INTERVAL = "2 s"
 OUTAGE_S = 30.0
 REL_TOL = 1e-9
+# Deadlines, not timings: generous enough for a shared 2-core machine (a 240 s one expired once).
+WAIT_S = 600.0
 
 
 def _thirds() -> list[list]:
@@ -38,15 +42,7 @@ def _thirds() -> list[list]:
 
 
 def _run(cfg: app_config.AppConfig, overrides: dict[str, str] | None = None):
-    """Start the job; retry once if planning hit Calcite's per-thread metadata provider unset (the
-    py4j call landed on a JVM thread that never created a planner; happens with several jobs per
-    process)."""
-    try:
-        return feedback_job.run(cfg, wait=False, flink_overrides=overrides)
-    except Exception as exc:  # noqa: BLE001 - only that planner error is retried
-        if "metadataHandlerProvider" not in str(exc):
-            raise
-        return feedback_job.run(cfg, wait=False, flink_overrides=overrides)
+    return feedback_job.run(cfg, wait=False, flink_overrides=overrides)
 
 
 def _write(bootstrap: str, prefix: str, records: list) -> None:
@@ -77,6 +73,150 @@ def _arm_stats(params: dict) -> dict:
 
 def _records(store: RedisPolicyStore) -> dict:
     return {record.key: record for record in store.load_all()}
+
+
+def _reward_rows_diff(bootstrap: str, cfg: app_config.AppConfig, ref_cfg: app_config.AppConfig) -> str:
+    """How the restarted run's reward rows (deduplicated: the sinks are at-least-once) and late
+    rows differ from the uninterrupted run's."""
+
+    def rows(c: app_config.AppConfig, topic: str, key) -> set:
+        return {key(json.loads(v)) for v in kafka_tools.read_all(bootstrap, c.kafka.topic(topic))}
+
+    def reward_key(r: dict) -> tuple:
+        return r["decision_id"], r["agent"], r["kind"]
+
+    got, ref = rows(cfg, "rewards", reward_key), rows(ref_cfg, "rewards", reward_key)
+    late = rows(cfg, "late", lambda r: r["event_id"]), rows(ref_cfg, "late", lambda r: r["event_id"])
+    return (
+        f"reward rows only after the restart {sorted(got - ref)[:5]} ({len(got - ref)}), only in the "
+        f"uninterrupted run {sorted(ref - got)[:5]} ({len(ref - got)}); "
+        f"late rows {len(late[0])} vs {len(late[1])}"
+    )
+
+
+def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
+    services, unique_prefix, tmp_path
+):
+    """Kill the job mid-run, restart it from its latest retained checkpoint, compare the final
+    learner params with those of an uninterrupted job over the same events.
+
+    Bound: per key and arm, every sufficient statistic (n, Σr, Σr², Σdelayed) is equal within
+    relative 1e-9 (absolute 1e-9 for sums near zero); ``version`` and ``t`` may differ. Why: the
+    micro-batches are processing-time windows, so the two runs group the same reward rows into
+    different batches (a different number of updates, hence another ``version``; another last
+    window, hence another ``t``). The learners' statistics are plain sums (no half-life) over the
+    same reward rows: the checkpoint restores the Kafka offsets together with the SQL and learner
+    state, so each row is counted exactly once. Only the order of the floating-point additions
+    differs, which moves a sum of at most a few thousand rows by ~1e-13 relative, far below 1e-9.
+    """
+    bootstrap = services.kafka_bootstrap
+    cfg = job_config(services, f"{unique_prefix}a.", tmp_path / "a", batches={"interval_ms": 500})
+    ref_cfg = job_config(services, f"{unique_prefix}b.", tmp_path / "b", batches={"interval_ms": 500})
+    topics = [t for c in (cfg, ref_cfg) for t in c.kafka.input_topics() + c.kafka.output_topics()]
+    kafka_tools.create_topics(bootstrap, topics)
+    parts = _thirds()
+    _write(bootstrap, ref_cfg.kafka.topic_prefix, [r for part in parts for r in part])
+
+    checkpoints = tmp_path / "checkpoints"
+    overrides = {
+        "execution.checkpointing.interval": CHECKPOINT_INTERVAL,
+        "execution.checkpointing.dir": checkpoints.as_uri(),
+    }
+    store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
+    ref_store = RedisPolicyStore(ref_cfg.redis.url, key_prefix=ref_cfg.redis.key_prefix)
+    client = ServingClient(store, seed=0, poll_interval_s=0.1)
+    assert client.start(wait_s=10)
+    jobs = []
+    try:
+        # First run: the first third, then the second third while it runs; killed mid-run.
+        _write(bootstrap, cfg.kafka.topic_prefix, parts[0])
+        jobs.append(_run(cfg, overrides))
+        _wait_for(
+            lambda: len(_completed_checkpoints(checkpoints, jobs[0])) >= 2 and _records(store),
+            WAIT_S,
+            "two checkpoints and published policies",
+        )
+        batches_before = sum(kafka_tools.end_offsets(bootstrap, cfg.kafka.topic("batches")).values())
+        _write(bootstrap, cfg.kafka.topic_prefix, parts[1])
+        _wait_for(
+            lambda: (
+                sum(kafka_tools.end_offsets(bootstrap, cfg.kafka.topic("batches")).values()) > batches_before
+            ),
+            WAIT_S,
+            "micro-batches of the second third",
+        )
+        time.sleep(1.0)
+        jobs[0].cancel().result()
+        killed_versions = {key: r.version for key, r in _records(store).items()}
+        latest = _completed_checkpoints(checkpoints, jobs[0])[-1]
+
+        # Second run: restored from that checkpoint, the last third arrives while it is down.
+        _write(bootstrap, cfg.kafka.topic_prefix, parts[2])
+        restored = {**overrides, "execution.state-recovery.path": latest.as_uri()}
+        updates_topic = cfg.kafka.topic("policy_updates")
+        updates_at_kill = sum(kafka_tools.end_offsets(bootstrap, updates_topic).values())
+        jobs.append(_run(cfg, restored))
+        # Quiet only counts once the restored job has published (it takes a while to start).
+        _wait_for(
+            lambda: sum(kafka_tools.end_offsets(bootstrap, updates_topic).values()) > updates_at_kill,
+            WAIT_S,
+            "the restored job's first publish",
+        )
+        kafka_tools.wait_until_stable(bootstrap, updates_topic, timeout_s=WAIT_S, quiet_s=15)
+
+        # The reference: one uninterrupted run over the same events.
+        jobs.append(_run(ref_cfg))
+        kafka_tools.wait_until_stable(
+            bootstrap, ref_cfg.kafka.topic("policy_updates"), timeout_s=WAIT_S, quiet_s=15
+        )
+
+        final, reference = _records(store), _records(ref_store)
+        assert reference and set(final) == set(reference)
+        # Should the params differ, say whether the reward rows did already (SQL state) or not.
+        rows_diff = _reward_rows_diff(bootstrap, cfg, ref_cfg)
+        for key, ref in reference.items():
+            got = final[key]
+            assert got.learner == ref.learner and got.params["config"] == ref.params["config"], key
+            got_arms, ref_arms = _arm_stats(got.params), _arm_stats(ref.params)
+            assert set(got_arms) == set(ref_arms), key
+            for arm, ref_stats in ref_arms.items():
+                for i, (a, b) in enumerate(zip(got_arms[arm], ref_stats, strict=True)):
+                    assert math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL), (
+                        key,
+                        arm,
+                        i,
+                        a,
+                        b,
+                        rows_diff,
+                    )
+            assert got.version >= killed_versions.get(key, 0), key
+        # The subscriber followed both runs: versions only went up, ending at Redis' final record.
+        _wait_for(
+            lambda: all(client.version(*key) == r.version for key, r in final.items()),
+            30,
+            "the client to catch up",
+        )
+        seen = {key: client.versions_seen(*key) for key in final}
+        for key, versions in seen.items():
+            assert list(versions) == sorted(set(versions)), (key, versions)
+        updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
+        print(
+            f"\nrestart from {latest.name}: {len(final)} keys, versions at the kill "
+            f"{sum(killed_versions.values())}, final {sum(r.version for r in final.values())} "
+            f"(uninterrupted {sum(r.version for r in reference.values())}); publishes ignored as stale "
+            f"{sum(not u['published'] for u in updates)}; client saw {sum(map(len, seen.values()))} versions"
+        )
+    finally:
+        client.stop()
+        for job in jobs:
+            try:
+                job.cancel().result()
+            except Exception:  # noqa: BLE001 - already finished or cancelled
+                pass
+        for s in (store, ref_store):
+            s.purge()
+            s.close()
+        kafka_tools.delete_topics(bootstrap, topics)
 
 
 def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arrive(
