@@ -5,6 +5,8 @@ import java.io.IOException;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
@@ -18,11 +20,13 @@ public class JsonLong extends ScalarFunction {
 
     private static final JsonFactory FACTORY = new JsonFactory();
 
-    public Long eval(String payload, String field) {
+    // The payload as Flink holds it (UTF-8 bytes): no decoding into a Java String per record.
+    public Long eval(
+            @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData payload, String field) {
         if (payload == null || field == null) {
             return null;
         }
-        try (JsonParser parser = FACTORY.createParser(payload)) {
+        try (JsonParser parser = FACTORY.createParser(payload.toBytes())) {
             if (parser.nextToken() != JsonToken.START_OBJECT) {
                 return null;
             }

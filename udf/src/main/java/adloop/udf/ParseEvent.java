@@ -1,5 +1,6 @@
 package adloop.udf;
 
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -13,6 +14,7 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.json.JsonMapper;
 import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.ScalarFunction;
 import org.apache.flink.types.Row;
 
@@ -51,15 +53,19 @@ public class ParseEvent extends ScalarFunction {
     @DataTypeHint(
             "ROW<reason STRING, scalars MAP<STRING, STRING>, number_arrays MAP<STRING, ARRAY<DOUBLE>>,"
                     + " object_arrays MAP<STRING, ARRAY<MAP<STRING, STRING>>>>")
-    public Row eval(String payload, String rules) {
+    public Row eval(
+            @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData payload, String rules) {
         if (payload == null) {
             return rejected("invalid_json");
         }
+        // The payload's UTF-8 bytes, parsed as they are: decoding them into a Java String first
+        // cost more than the parse (and bytes that are not UTF-8 are then invalid JSON).
+        byte[] json = payload.toBytes();
         JsonNode root;
         try {
-            root = STRICT.readTree(payload);
-        } catch (JsonProcessingException e) {
-            return rejected(nonFinite(payload) ? "non_finite_number" : "invalid_json");
+            root = STRICT.readTree(json);
+        } catch (IOException e) {
+            return rejected(nonFinite(json) ? "non_finite_number" : "invalid_json");
         }
         if (root == null || !root.isObject()) {
             return rejected("invalid_json");
@@ -98,11 +104,11 @@ public class ParseEvent extends ScalarFunction {
         return Row.of(reason, null, null, null);
     }
 
-    private static boolean nonFinite(String payload) {
+    private static boolean nonFinite(byte[] payload) {
         try {
             LENIENT.readTree(payload);
             return true; // parses once NaN/Infinity are allowed: that was the problem
-        } catch (JsonProcessingException e) {
+        } catch (IOException e) {
             return false;
         }
     }
