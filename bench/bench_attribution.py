@@ -25,15 +25,15 @@ Also the CPU time of the JVM that runs the job, turned into records per CPU-seco
 run's CPU time: other load on a shared machine stretches wall time far more than CPU time.
 Reported: medians over ``--repeats`` runs, and the ratios attribution / pass-through.
 
-    python -m bench.bench_attribution [--days 2] [--repeats 3] [--out bench/results/attribution.md]
+    python -m bench.bench_attribution [--days 10] [--repeats 3] [--out bench/results/attribution.md]
 
 ``ADLOOP_BENCH_FLINK_OVERRIDES`` (a JSON object of Flink keys) changes the jobs' Flink settings for
 an experiment, e.g. ``'{"state.backend.type": "hashmap"}'``.
 
-The default input is small (2 simulated days, ~19k records) because the attribution job runs at
-well under a thousand records/s on this 2-core machine: each attribution run then takes a minute or
-two and the whole bench about 12 minutes when the machine is otherwise quiet (much longer when it
-is not).
+The default input is 10 simulated days (~94k records): over 2 days (~19k records) the attribution
+job spent its whole processing span warming up (JIT-compiling the generated operator code) and
+showed 1,700 records/s where it sustains 3,000-4,000 over 10 days. Each attribution run takes
+under a minute, the whole bench about 15 minutes on a quiet machine (longer on a shared one).
 """
 
 from __future__ import annotations
@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_attribution", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--days", type=int, default=2, help="simulated days of input (~9.4k records a day)")
+    parser.add_argument("--days", type=int, default=10, help="simulated days of input (~9.4k records a day)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per job and parallelism")
     parser.add_argument(
         "--startup-repeats", type=int, default=2, help="runs over the tiny input per job and parallelism"
