@@ -99,6 +99,24 @@ def _reward_rows_diff(bootstrap: str, cfg: app_config.AppConfig, ref_cfg: app_co
     )
 
 
+def _trials(bootstrap: str, cfg: app_config.AppConfig, key: tuple, arm: str) -> tuple[int, float]:
+    """For one learner key and arm of a run: its initial reward rows (deduplicated) and the trials
+    summed over its micro-batches topic (which repeats what a killed run wrote after its last
+    checkpoint)."""
+    campaign, agent = key
+    rewards = {
+        r["decision_id"]
+        for r in map(json.loads, kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards")))
+        if (r["campaign_id"], r["agent"], r["action"], r["kind"]) == (campaign, agent, arm, "initial")
+    }
+    batches = sum(
+        b["trials"]
+        for b in map(json.loads, kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches")))
+        if (b["campaign_id"], b["agent"], b["arm"]) == (campaign, agent, arm)
+    )
+    return len(rewards), batches
+
+
 def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
     services, unique_prefix, tmp_path
 ):
@@ -187,14 +205,13 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
             assert set(got_arms) == set(ref_arms), key
             for arm, ref_stats in ref_arms.items():
                 for i, (a, b) in enumerate(zip(got_arms[arm], ref_stats, strict=True)):
-                    assert math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL), (
-                        key,
-                        arm,
-                        i,
-                        a,
-                        b,
-                        rows_diff,
-                    )
+                    if not math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL):
+                        raise AssertionError(
+                            f"{key} arm {arm} stat {i}: {a} after the restart, {b} uninterrupted; "
+                            f"(initial reward rows, micro-batch trials): after the restart "
+                            f"{_trials(bootstrap, cfg, key, arm)}, uninterrupted "
+                            f"{_trials(bootstrap, ref_cfg, key, arm)}; {rows_diff}"
+                        )
             assert got.version >= killed_versions.get(key, 0), key
         # The subscriber followed both runs: versions only went up, ending at Redis' final record.
         _wait_for(
