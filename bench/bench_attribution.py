@@ -33,7 +33,7 @@ an experiment, e.g. ``'{"state.backend.type": "hashmap"}'``.
 The default input is 10 simulated days (~94k records): over 2 days (~19k records) the attribution
 job spent its whole processing span warming up (JIT-compiling the generated operator code) and
 showed 1,700 records/s where it sustains 3,000-4,000 over 10 days. Each attribution run takes
-under a minute, the whole bench about 15 minutes on a quiet machine (longer on a shared one).
+under a minute, the whole bench 7-10 minutes on a quiet machine (longer on a shared one).
 """
 
 from __future__ import annotations

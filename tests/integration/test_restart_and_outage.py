@@ -117,6 +117,15 @@ def _trials(bootstrap: str, cfg: app_config.AppConfig, key: tuple, arm: str) -> 
     return len(rewards), batches
 
 
+def _publishes(bootstrap: str, cfg: app_config.AppConfig, key: tuple) -> list[tuple[int, bool]]:
+    """Every publish of one key on a run's policy-updates topic: (version, written to Redis)."""
+    return [
+        (u["version"], u["published"])
+        for u in map(json.loads, kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates")))
+        if (u["campaign_id"], u["agent"]) == key
+    ]
+
+
 def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
     services, unique_prefix, tmp_path
 ):
@@ -210,7 +219,9 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
                             f"{key} arm {arm} stat {i}: {a} after the restart, {b} uninterrupted; "
                             f"(initial reward rows, micro-batch trials): after the restart "
                             f"{_trials(bootstrap, cfg, key, arm)}, uninterrupted "
-                            f"{_trials(bootstrap, ref_cfg, key, arm)}; {rows_diff}"
+                            f"{_trials(bootstrap, ref_cfg, key, arm)}; {rows_diff}; versions at the kill "
+                            f"{killed_versions.get(key)}, final {got.version}; publishes of the key "
+                            f"(version, written): {_publishes(bootstrap, cfg, key)}"
                         )
             assert got.version >= killed_versions.get(key, 0), key
         # The subscriber followed both runs: versions only went up, ending at Redis' final record.
