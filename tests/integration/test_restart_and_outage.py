@@ -62,16 +62,22 @@ def _wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.5):
     raise TimeoutError(f"waited {timeout_s:g}s for {what}")
 
 
+def _checkpoint_number(checkpoint: Path) -> int:
+    """``n`` of a ``chk-<n>`` directory."""
+    return int(checkpoint.name.split("-")[1])
+
+
 def _completed_checkpoints(checkpoint_dir: Path, job) -> list[Path]:
     """Completed checkpoints of ``job`` (those with ``_metadata``), oldest first."""
     job_dir = checkpoint_dir / str(job.get_job_id())
     done = [p for p in job_dir.glob("chk-*") if (p / "_metadata").exists()]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+    return sorted(done, key=_checkpoint_number)
 
 
-def _checkpoint_number(completed: list[Path]) -> int:
-    """The number of the latest of ``completed`` (``chk-<n>``), 0 for none."""
-    return int(completed[-1].name.split("-")[1]) if completed else 0
+def _latest_checkpoint_number(checkpoint_dir: Path, job) -> int:
+    """The number of ``job``'s latest completed checkpoint, 0 for none."""
+    done = _completed_checkpoints(checkpoint_dir, job)
+    return _checkpoint_number(done[-1]) if done else 0
 
 
 def _arm_stats(params: dict) -> dict:
@@ -179,7 +185,7 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         jobs.append(_run(cfg, overrides))
         _wait_for(
             # Flink keeps only the latest completed checkpoint: count by its number, not by dirs.
-            lambda: _checkpoint_number(_completed_checkpoints(checkpoints, jobs[0])) >= 2 and _records(store),
+            lambda: _latest_checkpoint_number(checkpoints, jobs[0]) >= 2 and _records(store),
             WAIT_S,
             "a second checkpoint and published policies",
         )
@@ -219,8 +225,6 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
 
         final, reference = _records(store), _records(ref_store)
         assert reference and set(final) == set(reference)
-        # Should the params differ, say whether the reward rows did already (SQL state) or not.
-        rows_diff = _reward_rows_diff(bootstrap, cfg, ref_cfg)
         for key, ref in reference.items():
             got = final[key]
             assert got.learner == ref.learner and got.params["config"] == ref.params["config"], key
@@ -229,13 +233,15 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
             for arm, ref_stats in ref_arms.items():
                 for i, (a, b) in enumerate(zip(got_arms[arm], ref_stats, strict=True)):
                     if not math.isclose(a, b, rel_tol=REL_TOL, abs_tol=REL_TOL):
+                        # Say whether the reward rows and micro-batches differed already.
                         raise AssertionError(
                             f"{key} arm {arm} stat {i}: {a} after the restart, {b} uninterrupted; "
                             f"(initial reward rows, micro-batch trials): after the restart "
                             f"{_trials(bootstrap, cfg, key, arm)}, uninterrupted "
-                            f"{_trials(bootstrap, ref_cfg, key, arm)}; {rows_diff}; versions at the kill "
-                            f"{killed_versions.get(key)}, final {got.version}; publishes of the key "
-                            f"(version, written): {_publishes(bootstrap, cfg, key)}"
+                            f"{_trials(bootstrap, ref_cfg, key, arm)}; "
+                            f"{_reward_rows_diff(bootstrap, cfg, ref_cfg)}; "
+                            f"versions at the kill {killed_versions.get(key)}, final {got.version}; "
+                            f"publishes of the key (version, written): {_publishes(bootstrap, cfg, key)}"
                         )
             assert got.version >= killed_versions.get(key, 0), key
         # The subscriber followed both runs: versions only went up, ending at Redis' final record.
