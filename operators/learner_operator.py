@@ -4,6 +4,13 @@ A thin Flink shell over :class:`learners.registry.KeyedLearners` and the Redis p
 params live in keyed ValueState as JSON (never pickled River objects), an in-memory cache keeps
 rebuilt learners, and processing-time timers publish each key at most every ``publish_interval_ms``
 once ``publish_every_n`` updates are pending. Keys idle for ``idle_expiry_ms`` are dropped.
+
+Which timers are registered is known in memory only, never kept in state: PyFlink hands a timer
+registration to the task thread as a mailbox action, so a timer registered in the bundle that a
+checkpoint flushes is missing from that checkpoint while the state written in the same bundle is
+in it. A restored key that trusted a timer noted in its state waited for one that never fired and
+left its last updates unpublished. After a restore the memory is empty, so the next update of a key
+registers its timers again (one more firing of a restored timer finds nothing to do).
 """
 
 from __future__ import annotations
@@ -40,11 +47,12 @@ class OperatorSettings:
 
 
 def _meta(value: list[int] | None) -> list[int]:
-    """The meta state as its five fields (state written before the expiry timer had four)."""
+    """The meta state as [pending updates, last publish ms, last active ms] (state written by
+    earlier versions has timer fields after these, which are ignored)."""
     if value is None:
-        return [0, 0, 0, 0, 0]
-    fields = list(value)
-    return fields + [0] * (5 - len(fields))
+        return [0, 0, 0]
+    fields = list(value)[:3]
+    return fields + [0] * (3 - len(fields))
 
 
 class LearnerOperator(KeyedProcessFunction):
@@ -56,10 +64,13 @@ class LearnerOperator(KeyedProcessFunction):
         from state.policy_store import RedisPolicyStore
 
         self._params = runtime_context.get_state(ValueStateDescriptor("params", Types.STRING()))
-        # [pending updates, last publish ms, last active ms, publish timer ms or 0, expiry timer ms or 0]
+        # [pending updates, last publish ms, last active ms]
         self._meta = runtime_context.get_state(
             ValueStateDescriptor("meta", Types.PRIMITIVE_ARRAY(Types.LONG()))
         )
+        # Registered timers by key: the next publish (or retry) timer and the expiry timer.
+        self._publish_timers: dict[tuple[str, str], int] = {}
+        self._expiry_timers: dict[tuple[str, str], int] = {}
         self._learners = KeyedLearners(LearnerSpecs(self.settings.specs))
         store = RedisPolicyStore(self.settings.redis_url, key_prefix=self.settings.key_prefix)
         self._publisher = PendingPublisher(store)
@@ -80,55 +91,70 @@ class LearnerOperator(KeyedProcessFunction):
             self._applied[agent].inc(int(value.trials))
 
         now = ctx.timer_service().current_processing_time()
-        pending, last_publish, _, timer, expiry = _meta(self._meta.value())
+        key = (campaign_id, agent)
+        pending, last_publish, _ = _meta(self._meta.value())
         pending += 1
-        if expiry == 0:
+        if key not in self._expiry_timers:
             # One expiry timer per key, moved on when it fires early (a timer per update would
             # pile up a week of timers per key).
-            expiry = now + self.settings.idle_expiry_ms
-            ctx.timer_service().register_processing_time_timer(expiry)
+            self._register(ctx, self._expiry_timers, key, now + self.settings.idle_expiry_ms)
         if (
             pending >= self.settings.publish_every_n
             and now - last_publish >= self.settings.publish_interval_ms
         ):
             yield self._publish(campaign_id, agent, learner.to_params(), now)
             pending, last_publish = 0, now
-            if timer == 0 and self._publisher.pending_record(campaign_id, agent) is not None:
+            if self._held(key) and key not in self._publish_timers:
                 # Redis is down: retry from a timer, not only when the next micro-batch comes.
-                timer = now + RETRY_MS
-                ctx.timer_service().register_processing_time_timer(timer)
-        elif timer == 0:
-            timer = max(now, last_publish + self.settings.publish_interval_ms)
-            ctx.timer_service().register_processing_time_timer(timer)
-        self._meta.update([pending, last_publish, now, timer, expiry])
+                self._register(ctx, self._publish_timers, key, now + RETRY_MS)
+        elif key not in self._publish_timers:
+            self._register(
+                ctx, self._publish_timers, key, max(now, last_publish + self.settings.publish_interval_ms)
+            )
+        self._meta.update([pending, last_publish, now])
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         meta = self._meta.value()
         if meta is None:
             return
-        pending, last_publish, last_active, timer, expiry = _meta(meta)
+        pending, last_publish, last_active = _meta(meta)
         campaign_id, agent = ctx.get_current_key().split("|", 1)
-        if timestamp == timer:
-            timer = 0
-            if pending:
-                yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
-                pending, last_publish = 0, timestamp
-            if self._publisher.pending_record(campaign_id, agent) is not None:
-                # Redis was down: try again later; the newest params of the key are held meanwhile.
-                self._publisher.flush()
-                if self._publisher.pending_record(campaign_id, agent) is not None:
-                    timer = timestamp + RETRY_MS
-                    ctx.timer_service().register_processing_time_timer(timer)
-        if timestamp == expiry or expiry == 0:  # 0: state from before the single expiry timer
+        key = (campaign_id, agent)
+        if self._publish_timers.get(key, timestamp) <= timestamp:
+            self._publish_timers.pop(key, None)
+        # Any timer of the key may publish: after a restore, the one that was due may be missing.
+        if pending and timestamp >= last_publish + self.settings.publish_interval_ms:
+            yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
+            pending, last_publish = 0, timestamp
+        if self._held(key):
+            # Redis was down: try again later; the newest params of the key are held meanwhile.
+            self._publisher.flush()
+            if self._held(key) and key not in self._publish_timers:
+                self._register(ctx, self._publish_timers, key, timestamp + RETRY_MS)
+        elif pending and key not in self._publish_timers:
+            due = last_publish + self.settings.publish_interval_ms
+            self._register(ctx, self._publish_timers, key, max(timestamp, due))
+        if self._expiry_timers.get(key, timestamp) <= timestamp:
+            # The expiry timer (or, after a restore, any timer: it may be the only one left).
+            self._expiry_timers.pop(key, None)
             if timestamp >= last_active + self.settings.idle_expiry_ms:
                 # An inactive campaign: drop its state; Redis keeps the last published policy.
                 self._params.clear()
                 self._meta.clear()
                 self._learners.forget(campaign_id, agent)
+                self._publish_timers.pop(key, None)
                 return
-            expiry = last_active + self.settings.idle_expiry_ms
-            ctx.timer_service().register_processing_time_timer(expiry)
-        self._meta.update([pending, last_publish, last_active, timer, expiry])
+            self._register(ctx, self._expiry_timers, key, last_active + self.settings.idle_expiry_ms)
+        self._meta.update([pending, last_publish, last_active])
+
+    def _held(self, key: tuple[str, str]) -> bool:
+        """Whether the publisher holds a record of the key that Redis has not taken yet."""
+        return self._publisher.pending_record(*key) is not None
+
+    @staticmethod
+    def _register(ctx, timers: dict[tuple[str, str], int], key: tuple[str, str], at_ms: int) -> None:
+        timers[key] = at_ms
+        ctx.timer_service().register_processing_time_timer(at_ms)
 
     def _publish(self, campaign_id: str, agent: str, params: dict[str, Any], now_ms: int) -> Row:
         from state.codec import PolicyRecord
