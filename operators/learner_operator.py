@@ -107,10 +107,8 @@ class LearnerOperator(KeyedProcessFunction):
             if self._held(key) and key not in self._publish_timers:
                 # Redis is down: retry from a timer, not only when the next micro-batch comes.
                 self._register(ctx, self._publish_timers, key, now + RETRY_MS)
-        elif key not in self._publish_timers:
-            self._register(
-                ctx, self._publish_timers, key, max(now, last_publish + self.settings.publish_interval_ms)
-            )
+        else:
+            self._schedule_publish(ctx, key, now, last_publish)
         self._meta.update([pending, last_publish, now])
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
@@ -131,9 +129,8 @@ class LearnerOperator(KeyedProcessFunction):
             self._publisher.flush()
             if self._held(key) and key not in self._publish_timers:
                 self._register(ctx, self._publish_timers, key, timestamp + RETRY_MS)
-        elif pending and key not in self._publish_timers:
-            due = last_publish + self.settings.publish_interval_ms
-            self._register(ctx, self._publish_timers, key, max(timestamp, due))
+        elif pending:
+            self._schedule_publish(ctx, key, timestamp, last_publish)
         if self._expiry_timers.get(key, timestamp) <= timestamp:
             # The expiry timer (or, after a restore, any timer: it may be the only one left).
             self._expiry_timers.pop(key, None)
@@ -146,6 +143,12 @@ class LearnerOperator(KeyedProcessFunction):
                 return
             self._register(ctx, self._expiry_timers, key, last_active + self.settings.idle_expiry_ms)
         self._meta.update([pending, last_publish, last_active])
+
+    def _schedule_publish(self, ctx, key: tuple[str, str], now_ms: int, last_publish: int) -> None:
+        """A timer for the key's next publish, unless one is registered already."""
+        if key not in self._publish_timers:
+            due = last_publish + self.settings.publish_interval_ms
+            self._register(ctx, self._publish_timers, key, max(now_ms, due))
 
     def _held(self, key: tuple[str, str]) -> bool:
         """Whether the publisher holds a record of the key that Redis has not taken yet."""
@@ -164,7 +167,7 @@ class LearnerOperator(KeyedProcessFunction):
         record = PolicyRecord.from_params(campaign_id, agent, params, updated_at_ms=int(time.time() * 1000))
         started = time.perf_counter()
         outcome = self._publisher.publish(record)
-        if outcome is Outcome.STALE and self._publisher.pending_record(campaign_id, agent) is None:
+        if outcome is Outcome.STALE and not self._held((campaign_id, agent)):
             # After a restore, Redis may hold a version published before the failure from rows the
             # checkpoint does not cover; the replay regroups them into other micro-batches, so its
             # versions can end up at or below that one. Move this key's version past Redis' so the
