@@ -82,9 +82,9 @@ REWARD_COLUMNS = """decision_id STRING, impression_id STRING, agent STRING, camp
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT"""
 
-BATCH_COLUMNS = """window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING,
-  arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE,
-  ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>"""
+# One row per (micro-batch, campaign, agent), its arms nested (sql/batches.py): what a learner saw.
+BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
+  arms ARRAY<ROW<{batches_sql.ARM_FIELDS}>>"""
 
 
 def output_views() -> list[str]:
@@ -223,7 +223,7 @@ def attach_learners(
         idle_expiry_ms=cfg.publish.idle_expiry_ms,
         specs={agent: dict(spec) for agent, spec in cfg.learners.specs.items()},
     )
-    # (window_end, event_time, campaign_id, agent, state, arm, sums...) per key and micro-batch.
+    # (window_end, event_time, campaign_id, agent, arms) per key and micro-batch.
     # One conversion feeds both the learners and the batches topic, so the topic holds exactly the
     # micro-batches the learners saw (processing-time windows computed twice would differ).
     batches = t_env.to_data_stream(t_env.from_path("learner_batches"))

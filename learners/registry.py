@@ -73,13 +73,25 @@ class LearnerSpecs:
 
 
 def batch_from_aggregate(row: Mapping[str, Any]) -> Batch:
-    """One aggregate row of the SQL micro-batches (``learner_batches``) as a learner batch."""
-    stats: dict[str, Any] = {name: row[name] for name in SCALAR_FIELDS}
-    stats.update(arm=row["arm"], state=row.get("state") or "")
-    xx, rx = row.get("xx"), row.get("rx")
-    if xx is not None and rx is not None and len(rx) > 0:
-        stats.update(xx=list(xx), rx=list(rx))
-    return Batch.from_rows([stats], window_end=int(row.get("event_time") or 0))
+    """One row of the SQL micro-batches (``learner_batches``: a key's arms in ``arms``, each a
+    mapping or a Flink ``Row`` of ArmStats sums) as a learner batch.
+
+    >>> batch_from_aggregate({"event_time": 5, "arms": [{"arm": "a", "state": "", "trials": 2.0,
+    ...     "reward_sum": 1.0, "reward_sq_sum": 1.0, "delayed_sum": 0.0, "ipw_reward_sum": 2.0,
+    ...     "cost_sum": 0.0, "wins": 2.0, "xx": None, "rx": None}]}).rows[0].trials
+    2.0
+    """
+    rows = []
+    for arm in row["arms"] or ():
+        if not isinstance(arm, Mapping):
+            arm = arm.as_dict()
+        stats: dict[str, Any] = {name: arm[name] for name in SCALAR_FIELDS}
+        stats.update(arm=arm["arm"], state=arm.get("state") or "")
+        xx, rx = arm.get("xx"), arm.get("rx")
+        if xx is not None and rx is not None and len(rx) > 0:
+            stats.update(xx=list(xx), rx=list(rx))
+        rows.append(stats)
+    return Batch.from_rows(rows, window_end=int(row.get("event_time") or 0))
 
 
 class KeyedLearners:

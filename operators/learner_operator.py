@@ -1,4 +1,5 @@
-"""The keyed learner operator: key = (campaign_id, agent); input = SQL micro-batch aggregates.
+"""The keyed learner operator: key = (campaign_id, agent); input = SQL micro-batch aggregates, one
+row per key and micro-batch with all its arms.
 
 A thin Flink shell over :class:`learners.registry.KeyedLearners` and the Redis policy store:
 params live in keyed ValueState as JSON (never pickled River objects), an in-memory cache keeps
@@ -85,10 +86,11 @@ class LearnerOperator(KeyedProcessFunction):
         campaign_id, agent = value.campaign_id, value.agent
         stored = self._params.value()
         learner = self._learners.learner(campaign_id, agent, json.loads(stored) if stored else None)
-        learner.update(batch_from_aggregate(value.as_dict()))
+        batch = batch_from_aggregate(value.as_dict())
+        learner.update(batch)
         self._params.update(json.dumps(learner.to_params(), separators=(",", ":")))
         if agent in self._applied:
-            self._applied[agent].inc(int(value.trials))
+            self._applied[agent].inc(int(sum(arm.trials for arm in batch.rows)))
 
         now = ctx.timer_service().current_processing_time()
         key = (campaign_id, agent)

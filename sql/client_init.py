@@ -14,6 +14,7 @@ import sys
 
 from jobs import config as app_config
 from jobs.feedback_job import BATCH_COLUMNS, REWARD_COLUMNS, ddl_statements
+from sql.batches import batch_arms_view
 
 
 def _kafka_source(name: str, columns: str, topic: str, cfg: app_config.AppConfig) -> str:
@@ -28,7 +29,8 @@ def _kafka_source(name: str, columns: str, topic: str, cfg: app_config.AppConfig
 
 def query_tables(cfg: app_config.AppConfig) -> list[str]:
     """Tables to query: the Parquet reward table (batch), the reward/DLQ/late/batch topics
-    (streaming) and an hourly aggregate per (campaign, agent, action)."""
+    (streaming; the micro-batches also one row per arm) and an hourly aggregate per (campaign,
+    agent, action)."""
     return [
         # A relative path stays relative (scripts/sql_client.sh runs from the project root).
         f"""CREATE TABLE IF NOT EXISTS rewards_table (
@@ -40,6 +42,7 @@ def query_tables(cfg: app_config.AppConfig) -> list[str]:
             "rewards_stream", f"schema_version INT, {REWARD_COLUMNS}", cfg.kafka.topic("rewards"), cfg
         ),
         _kafka_source("learner_batches_stream", BATCH_COLUMNS, cfg.kafka.topic("batches"), cfg),
+        batch_arms_view("learner_batches_stream", "learner_batch_arms_stream"),
         _kafka_source(
             "dead_letters",
             "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT",
@@ -67,7 +70,8 @@ def render(cfg: app_config.AppConfig) -> str:
     header = [
         "-- Flink SQL-client init script for adloop, rendered by `python -m sql.client_init`.",
         "-- Query tables: rewards_table (Parquet, batch), rewards_hourly, rewards_stream,",
-        "-- learner_batches_stream, dead_letters, late_events; plus every view of the feedback job.",
+        "-- learner_batches_stream, learner_batch_arms_stream, dead_letters, late_events; plus every",
+        "-- view of the feedback job.",
         "SET 'sql-client.execution.result-mode' = 'tableau';",
         "SET 'table.local-time-zone' = 'UTC';",
     ]

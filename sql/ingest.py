@@ -27,6 +27,7 @@ FUNCTIONS = {
     "ADLOOP_PARSE": "adloop.udf.ParseEvent",
     "ADLOOP_JSON_LONG": "adloop.udf.JsonLong",
     "ADLOOP_ATTRIBUTE": "adloop.udf.AttributeConversions",
+    "ADLOOP_ARM_STATS": "adloop.udf.ArmStats",
 }
 
 

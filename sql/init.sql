@@ -1,6 +1,7 @@
 -- Flink SQL-client init script for adloop, rendered by `python -m sql.client_init`.
 -- Query tables: rewards_table (Parquet, batch), rewards_hourly, rewards_stream,
--- learner_batches_stream, dead_letters, late_events; plus every view of the feedback job.
+-- learner_batches_stream, learner_batch_arms_stream, dead_letters, late_events; plus every
+-- view of the feedback job.
 SET 'sql-client.execution.result-mode' = 'tableau';
 SET 'table.local-time-zone' = 'UTC';
 
@@ -25,14 +26,19 @@ CREATE TABLE IF NOT EXISTS rewards_stream (
 );
 
 CREATE TABLE IF NOT EXISTS learner_batches_stream (
-  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING,
-  arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE,
-  ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>
+  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
+  arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
+  delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
+  rx ARRAY<DOUBLE>>>
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.learner.batches',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
 );
+
+CREATE TEMPORARY VIEW IF NOT EXISTS learner_batch_arms_stream AS
+SELECT b.window_end, b.event_time, b.campaign_id, b.agent, a.state, a.arm, a.trials, a.reward_sum, a.reward_sq_sum, a.delayed_sum, a.ipw_reward_sum, a.cost_sum, a.wins, a.xx, a.rx
+FROM learner_batches_stream AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, reward_sum, reward_sq_sum, delayed_sum, ipw_reward_sum, cost_sum, wins, xx, rx);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
@@ -62,6 +68,8 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_PARSE AS 'adloop.udf.Parse
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_JSON_LONG AS 'adloop.udf.JsonLong' LANGUAGE JAVA;
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ATTRIBUTE AS 'adloop.udf.AttributeConversions' LANGUAGE JAVA;
+
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ARM_STATS AS 'adloop.udf.ArmStats' LANGUAGE JAVA;
 
 CREATE TABLE IF NOT EXISTS raw_impressions (
   payload STRING,
@@ -313,19 +321,14 @@ SELECT *, action AS arm, PROCTIME() AS arrived,
 FROM rewards;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
-SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time,
-  campaign_id, agent, state, arm,
-  CAST(COALESCE(SUM(CAST(CASE WHEN kind = 'initial' THEN 1.0 END AS DOUBLE)), 0) AS DOUBLE) AS trials,
-  CAST(COALESCE(SUM(CAST(CASE WHEN kind = 'initial' THEN reward END AS DOUBLE)), 0) AS DOUBLE) AS reward_sum,
-  CAST(COALESCE(SUM(CAST(CASE WHEN kind = 'initial' THEN reward * reward END AS DOUBLE)), 0) AS DOUBLE) AS reward_sq_sum,
-  CAST(COALESCE(SUM(CAST(CASE WHEN kind = 'delayed' THEN reward END AS DOUBLE)), 0) AS DOUBLE) AS delayed_sum,
-  CAST(COALESCE(SUM(CAST(reward / propensity AS DOUBLE)), 0) AS DOUBLE) AS ipw_reward_sum,
-  CAST(COALESCE(SUM(CAST(cost AS DOUBLE)), 0) AS DOUBLE) AS cost_sum,
-  CAST(COALESCE(SUM(CAST(CASE WHEN kind = 'initial' THEN 1.0 END AS DOUBLE)), 0) AS DOUBLE) AS wins,
-  CAST(NULL AS ARRAY<DOUBLE>) AS xx,
-  CAST(NULL AS ARRAY<DOUBLE>) AS rx
+SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
+  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost, features, 0) AS arms
 FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:01.000' DAY(3) TO SECOND(3)))
-GROUP BY window_start, window_end, campaign_id, agent, state, arm;
+GROUP BY window_start, window_end, campaign_id, agent;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS learner_batch_arms AS
+SELECT b.window_end, b.event_time, b.campaign_id, b.agent, a.state, a.arm, a.trials, a.reward_sum, a.reward_sq_sum, a.delayed_sum, a.ipw_reward_sum, a.cost_sum, a.wins, a.xx, a.rx
+FROM learner_batches AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, reward_sum, reward_sq_sum, delayed_sum, ipw_reward_sum, cost_sum, wins, xx, rx);
 
 CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
@@ -353,7 +356,8 @@ CREATE TABLE IF NOT EXISTS rewards_parquet (
 );
 
 CREATE TABLE IF NOT EXISTS batches_sink (
-  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING, state STRING,
-  arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE, delayed_sum DOUBLE,
-  ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>
+  window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
+  arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
+  delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
+  rx ARRAY<DOUBLE>>>
 ) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'key.format' = 'json', 'key.fields' = 'campaign_id;agent', 'value.format' = 'json', 'value.fields-include' = 'ALL');

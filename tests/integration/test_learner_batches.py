@@ -1,10 +1,11 @@
-"""The learners' micro-batches computed in SQL add up to numpy sums over the reward rows."""
+"""The learners' micro-batches computed in SQL add up to numpy sums over the reward rows: one row
+per key and window, its arms sorted and unique."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
@@ -83,16 +84,21 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
             "rx": np.zeros(d),
         }
     )
+    windows = Counter((b["window_end"], b["campaign_id"], b["agent"]) for b in batches)
+    assert max(windows.values()) == 1, "one micro-batch row per key and window"
     for b in batches:
-        g = got[(b["campaign_id"], b["agent"], b["arm"])]
-        for name in ("trials", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
-            g[name] += b[name]
-        if b["agent"] == "creative":
-            g["xx"] += np.array(b["xx"]).reshape(d, d)
-            g["rx"] += np.array(b["rx"])
-        else:
-            assert b["xx"] is None and b["rx"] is None, b
-        assert b["trials"] == b["wins"]
+        arms = [(a["state"], a["arm"]) for a in b["arms"]]
+        assert arms == sorted(set(arms)), b
+        for a in b["arms"]:
+            g = got[(b["campaign_id"], b["agent"], a["arm"])]
+            for name in ("trials", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
+                g[name] += a[name]
+            if b["agent"] == "creative":
+                g["xx"] += np.array(a["xx"]).reshape(d, d)
+                g["rx"] += np.array(a["rx"])
+            else:
+                assert a["xx"] is None and a["rx"] is None, b
+            assert a["trials"] == a["wins"]
     assert set(got) == set(expected)
     for key, e in expected.items():
         g = got[key]

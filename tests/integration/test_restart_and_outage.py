@@ -117,9 +117,11 @@ def _trials(bootstrap: str, cfg: app_config.AppConfig, key: tuple, arm: str) -> 
         if (r["campaign_id"], r["agent"], r["action"], r["kind"]) == (campaign, agent, arm, "initial")
     }
     batches = sum(
-        b["trials"]
+        a["trials"]
         for b in map(json.loads, kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches")))
-        if (b["campaign_id"], b["agent"], b["arm"]) == (campaign, agent, arm)
+        if (b["campaign_id"], b["agent"]) == (campaign, agent)
+        for a in b["arms"]
+        if a["arm"] == arm
     )
     return len(rewards), batches
 
