@@ -417,7 +417,7 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
         "# The feedback job end to end: throughput and freshness",
         "",
         f"Command: `python -m bench.bench_feedback --days {args.days} --repeats {args.repeats} "
-        f"--rates {args.rates}`",
+        f"--parallelisms {','.join(map(str, args.parallelisms))} --rates {args.rates} --part {args.part}`",
         "",
         f"Date: {started} UTC. Machine: {os.cpu_count()} cores (shared), {platform.machine()}, Python "
         f"{platform.python_version()}, {_flink_version()} on the local mini-cluster; Kafka and Redis on "

@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     # `flink run -py jobs/feedback_job.py` runs this file as a script; make the project importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.table import StatementSet, StreamTableEnvironment
+from pyflink.table import StatementSet, StreamTableEnvironment, Table
 
 from contract import events
 from jobs import config as app_config
@@ -166,14 +166,29 @@ def share_outputs(t_env: StreamTableEnvironment) -> dict[str, str]:
     for output, columns in lanes.items():
         cells = [n if n in columns else f"CAST(NULL AS {t}) AS {n}" for n, t in union_columns.items()]
         selects.append(f"SELECT '{output}' AS output, {', '.join(cells)} FROM {SQL_OUTPUTS[output]}")
-    stream = t_env.to_data_stream(t_env.sql_query("\nUNION ALL ".join(selects)))
-    t_env.create_temporary_view("job_outputs", t_env.from_data_stream(stream))
+    outputs = t_env.sql_query("\nUNION ALL ".join(selects))
+    t_env.create_temporary_view("job_outputs", _through_data_stream(t_env, outputs))
     for output, view in SHARED_OUTPUTS.items():
         t_env.execute_sql(
             f"CREATE TEMPORARY VIEW IF NOT EXISTS {view} AS "
             f"SELECT {', '.join(lanes[output])} FROM job_outputs WHERE output = '{output}'"
         )
     return SHARED_OUTPUTS
+
+
+def _through_data_stream(t_env: StreamTableEnvironment, table: Table) -> Table:
+    """``table`` converted to a DataStream and back, its rows kept in Flink's internal format.
+
+    PyFlink's ``to_data_stream`` and ``from_data_stream`` convert every row to a Java ``Row`` and
+    back, strings and arrays included; bridged to ``RowData``, both conversions are the identity.
+    PyFlink has no API for the bridged type, hence the Java calls."""
+    from pyflink.java_gateway import get_gateway
+
+    row_data = get_gateway().jvm.org.apache.flink.table.data.RowData
+    j_table = table._j_table
+    j_type = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data._java_lang_class)
+    j_stream = t_env._j_tenv.toDataStream(j_table, j_type)
+    return Table(t_env._j_tenv.fromDataStream(j_stream), t_env)
 
 
 def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig, shared: bool = False) -> StatementSet:
