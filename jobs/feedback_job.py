@@ -90,7 +90,7 @@ BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, ag
 def output_views() -> list[str]:
     """``dlq_rows`` and ``late_rows``: the dead letters and late rows of all three topics."""
     dead_letters = "\nUNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
-    late_columns = ", ".join(_columns(LATE_COLUMNS))
+    late_columns = ", ".join(ingest.columns(LATE_COLUMNS))
     late = "\nUNION ALL ".join(f"SELECT {late_columns} FROM late_{stem}" for stem in SOURCES.values())
     return [
         f"CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS {dead_letters}",
@@ -144,11 +144,6 @@ SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
 SHARED_OUTPUTS = {"dlq": "shared_dlq_rows", "late": "shared_late_rows", "rewards": "shared_rewards"}
 
 
-def _columns(spec: str) -> dict[str, str]:
-    """``name TYPE, ...`` (no commas inside a type) as {name: type}, in order."""
-    return dict(column.split(None, 1) for column in " ".join(spec.split()).split(", "))
-
-
 def share_outputs(t_env: StreamTableEnvironment) -> dict[str, str]:
     """Route every output through one Table-to-DataStream conversion, so the whole SQL part is
     planned once; returns the views over it, by output.
@@ -157,9 +152,9 @@ def share_outputs(t_env: StreamTableEnvironment) -> dict[str, str]:
     planned on its own, and the statement set too, so without this the sources, the parse and the
     attribution would all run twice. The conversion stays in the JVM."""
     lanes = {
-        "dlq": _columns(DLQ_COLUMNS),
-        "late": _columns(LATE_COLUMNS),
-        "rewards": _columns(REWARD_COLUMNS),
+        "dlq": ingest.columns(DLQ_COLUMNS),
+        "late": ingest.columns(LATE_COLUMNS),
+        "rewards": ingest.columns(REWARD_COLUMNS),
     }
     union_columns = {name: sql_type for lane in lanes.values() for name, sql_type in lane.items()}
     selects = []

@@ -3,26 +3,22 @@
 ``learner_batches`` has one row per (micro-batch window, campaign_id, agent): the key's arms, each
 with its ``learners.batch.ArmStats`` sums, in one array (``ADLOOP_ARM_STATS``, udf/). So the Python
 learner operator is called once per key and window, not once per arm and state (in the
-feedback benchmark, ~540 calls where there were ~32,000). ``learner_batch_arms`` unnests it into
-one row per arm. Windows run on processing time: a micro-batch is what arrived in the last ``interval_ms``, so
-initial rewards (emitted at window close) and delayed credit (emitted days later) both reach the
-learners as soon as they exist.
+feedback benchmark, 500–850 calls where there were ~32,000). ``learner_batch_arms`` unnests it
+into one row per arm. Windows run on processing time: a micro-batch is what arrived in the last
+``interval_ms``, so initial rewards (emitted at window close) and delayed credit (emitted days
+later) both reach the learners as soon as they exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sql.ingest import interval
+from sql.ingest import columns, interval
 
 # The fields of one arm in ``learner_batches.arms``, in order (learners.batch.ArmStats).
 ARM_FIELDS = """state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
   rx ARRAY<DOUBLE>"""
-
-
-def arm_field_names() -> list[str]:
-    return [column.split()[0] for column in " ".join(ARM_FIELDS.split()).split(", ")]
 
 
 def batches_views(
@@ -65,8 +61,7 @@ GROUP BY window_start, window_end, campaign_id, agent"""
 
 def batch_arms_view(source: str, name: str = "learner_batch_arms") -> str:
     """One row per arm of the micro-batches in ``source`` (columns as ``learner_batches``)."""
-    names = arm_field_names()
-    columns = ", ".join(f"a.{n}" for n in names)
+    names = list(columns(ARM_FIELDS))
     return f"""CREATE TEMPORARY VIEW IF NOT EXISTS {name} AS
-SELECT b.window_end, b.event_time, b.campaign_id, b.agent, {columns}
+SELECT b.window_end, b.event_time, b.campaign_id, b.agent, {", ".join(f"a.{n}" for n in names)}
 FROM {source} AS b CROSS JOIN UNNEST(b.arms) AS a ({", ".join(names)})"""

@@ -42,6 +42,15 @@ class KafkaTable:
     bounded: bool = False
 
 
+def columns(spec: str) -> dict[str, str]:
+    """``name TYPE, ...`` (no commas inside a type) as {name: type}, in order.
+
+    >>> columns("a STRING, xs ARRAY<DOUBLE>")
+    {'a': 'STRING', 'xs': 'ARRAY<DOUBLE>'}
+    """
+    return dict(column.split(None, 1) for column in " ".join(spec.split()).split(", "))
+
+
 def interval(ms: int) -> str:
     """A day-time interval literal of ``ms`` milliseconds (Flink caps SECOND's leading precision).
 
