@@ -20,6 +20,7 @@ if __package__ in (None, ""):
     # `flink run -py jobs/feedback_job.py` runs this file as a script; make the project importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pyflink.datastream import DataStream
 from pyflink.table import StatementSet, StreamTableEnvironment, Table
 
 from contract import events
@@ -141,69 +142,25 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
 
 # The views the sinks read, by output.
 SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
-SHARED_OUTPUTS = {"dlq": "shared_dlq_rows", "late": "shared_late_rows", "rewards": "shared_rewards"}
 
 
-def share_outputs(t_env: StreamTableEnvironment) -> dict[str, str]:
-    """Route every output through one Table-to-DataStream conversion, so the whole SQL part is
-    planned once; returns the views over it, by output.
-
-    Needed as soon as part of the job is a DataStream (the learners): each ``to_data_stream`` is
-    planned on its own, and the statement set too, so without this the sources, the parse and the
-    attribution would all run twice. The conversion stays in the JVM."""
-    lanes = {
-        "dlq": ingest.columns(DLQ_COLUMNS),
-        "late": ingest.columns(LATE_COLUMNS),
-        "rewards": ingest.columns(REWARD_COLUMNS),
-    }
-    union_columns = {name: sql_type for lane in lanes.values() for name, sql_type in lane.items()}
-    selects = []
-    for output, columns in lanes.items():
-        cells = [n if n in columns else f"CAST(NULL AS {t}) AS {n}" for n, t in union_columns.items()]
-        selects.append(f"SELECT '{output}' AS output, {', '.join(cells)} FROM {SQL_OUTPUTS[output]}")
-    outputs = t_env.sql_query("\nUNION ALL ".join(selects))
-    t_env.create_temporary_view("job_outputs", _through_data_stream(t_env, outputs))
-    for output, view in SHARED_OUTPUTS.items():
-        t_env.execute_sql(
-            f"CREATE TEMPORARY VIEW IF NOT EXISTS {view} AS "
-            f"SELECT {', '.join(lanes[output])} FROM job_outputs WHERE output = '{output}'"
-        )
-    return SHARED_OUTPUTS
-
-
-def _through_data_stream(t_env: StreamTableEnvironment, table: Table) -> Table:
-    """``table`` converted to a DataStream and back, its rows kept in Flink's internal format.
-
-    PyFlink's ``to_data_stream`` and ``from_data_stream`` convert every row to a Java ``Row`` and
-    back, strings and arrays included; bridged to ``RowData``, both conversions are the identity.
-    PyFlink has no API for the bridged type, hence the Java calls."""
-    from pyflink.java_gateway import get_gateway
-
-    row_data = get_gateway().jvm.org.apache.flink.table.data.RowData
-    j_table = table._j_table
-    j_type = j_table.getResolvedSchema().toPhysicalRowDataType().bridgedTo(row_data._java_lang_class)
-    j_stream = t_env._j_tenv.toDataStream(j_table, j_type)
-    return Table(t_env._j_tenv.fromDataStream(j_stream), t_env)
-
-
-def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig, shared: bool = False) -> StatementSet:
-    """Wire sources -> validation -> attribution -> sinks; the caller executes the statement set.
-    ``shared``: route the outputs through :func:`share_outputs` (for a job with DataStream parts)."""
+def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> StatementSet:
+    """Wire sources -> validation -> attribution -> sinks; the caller attaches the statement set
+    (with :func:`attach_with_stream` when a DataStream part reads from the same SQL)."""
     t_env.get_config().set("table.exec.state.ttl", f"{cfg.ingest.dedup_ttl_ms} ms")
+    views = SQL_OUTPUTS
     for statement in [
         *source_statements(cfg),
         *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
         *output_views(),
+        *batches_sql.batches_views(
+            cfg.batches.interval_ms,
+            cfg.batches.feature_dim,
+            source=views["rewards"],
+            contextual_agents=cfg.learners.contextual_agents(),
+        ),
+        *sink_statements(cfg),
     ]:
-        t_env.execute_sql(statement)
-    views = share_outputs(t_env) if shared else SQL_OUTPUTS
-    batches = batches_sql.batches_views(
-        cfg.batches.interval_ms,
-        cfg.batches.feature_dim,
-        source=views["rewards"],
-        contextual_agents=cfg.learners.contextual_agents(),
-    )
-    for statement in [*batches, *sink_statements(cfg)]:
         t_env.execute_sql(statement)
 
     statements = t_env.create_statement_set()
@@ -217,10 +174,62 @@ FROM {views["rewards"]}""")
     return statements
 
 
+def attach_with_stream(t_env: StreamTableEnvironment, statements: StatementSet, table: Table) -> DataStream:
+    """Attach ``statements`` to the job together with ``table`` as a DataStream of ``Row``s, planned
+    in one pass; returns the DataStream.
+
+    ``to_data_stream`` plans its table on its own, and a single-output plan is optimised as one
+    tree: every view it shares with the statement set's sinks (sources, parse, deduplication,
+    attribution) would run twice, and views shared inside it would be copied once per reader. One
+    pass over all the outputs plans each shared view once, exactly as the SQL-only job is planned.
+    PyFlink has no API for that, hence the Java calls: what ``toDataStream(table)`` does, with the
+    statement set's operations in the same ``translate``."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    j_tenv, j_table = t_env._j_tenv, table._j_table
+    catalog = j_tenv.getCatalogManager()
+    schema = j_table.getResolvedSchema()
+    produced = jvm.org.apache.flink.table.catalog.SchemaTranslator.createProducingResult(
+        catalog.getDataTypeFactory(), schema, schema.toSourceRowDataType()
+    )
+    if produced.getProjections().isPresent() and list(produced.getProjections().get()) != list(
+        schema.getColumnNames()
+    ):
+        raise RuntimeError(
+            f"unexpected projection converting {list(schema.getColumnNames())} to a DataStream"
+        )
+    sink_table = catalog.resolveCatalogTable(
+        jvm.org.apache.flink.table.catalog.ExternalCatalogTable(produced.getSchema())
+    )
+    to_stream = jvm.org.apache.flink.table.operations.ExternalModifyOperation(
+        jvm.org.apache.flink.table.catalog.ContextResolvedTable.anonymous("datastream_sink", sink_table),
+        j_table.getQueryOperation(),
+        jvm.org.apache.flink.table.connector.ChangelogMode.insertOnly(),
+        produced.getPhysicalDataType().orElse(sink_table.getResolvedSchema().toPhysicalRowDataType()),
+    )
+    operations = jvm.java.util.ArrayList(statements._j_statement_set.getOperations())
+    operations.add(to_stream)
+    transformations = j_tenv.getPlanner().translate(operations)
+    if transformations.size() != operations.size():
+        raise RuntimeError(
+            f"planning {operations.size()} outputs gave {transformations.size()} transformations"
+        )
+    j_env = j_tenv.execEnv()
+    for transformation in transformations:
+        j_env.addOperator(transformation)
+    j_env.configure(j_tenv.getConfig().getConfiguration())
+    # The planner returns one transformation per output, in order: the DataStream's is the last.
+    stream = transformations.get(transformations.size() - 1)
+    return DataStream(jvm.org.apache.flink.streaming.api.datastream.DataStream(j_env, stream))
+
+
 def attach_learners(
     t_env: StreamTableEnvironment, statements: StatementSet, cfg: app_config.AppConfig
-) -> None:
-    """learner_batches -> keyed learner operator (Python) -> Redis; its updates to a Kafka topic."""
+) -> StatementSet:
+    """Attach ``statements`` with learner_batches -> keyed learner operator (Python) -> Redis;
+    returns the statement set of the learners' own sinks (their updates, the batches topic), for
+    the caller to attach."""
     from pyflink.common.typeinfo import Types
 
     from operators.learner_operator import OUTPUT_TYPE, LearnerOperator, OperatorSettings
@@ -236,14 +245,16 @@ def attach_learners(
     # (window_end, event_time, campaign_id, agent, arms) per key and micro-batch.
     # One conversion feeds both the learners and the batches topic, so the topic holds exactly the
     # micro-batches the learners saw (processing-time windows computed twice would differ).
-    batches = t_env.to_data_stream(t_env.from_path("learner_batches"))
+    batches = attach_with_stream(t_env, statements, t_env.from_path("learner_batches"))
+    tail = t_env.create_statement_set()
     t_env.create_temporary_view("learner_batches_seen", t_env.from_data_stream(batches))
-    statements.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches_seen")
+    tail.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches_seen")
     # (campaign_id, agent, version, published, pending) per publish
     updates = batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING()).process(
         LearnerOperator(settings), output_type=OUTPUT_TYPE
     )
-    add_policy_updates_sink(t_env, statements, cfg, updates)
+    add_policy_updates_sink(t_env, tail, cfg, updates)
+    return tail
 
 
 def add_policy_updates_sink(t_env: StreamTableEnvironment, statements: StatementSet, cfg, updates) -> None:
@@ -279,9 +290,9 @@ def _run(cfg: app_config.AppConfig, wait: bool | None, flink_overrides: dict[str
 
     cfg = dataclasses.replace(cfg, tables=cfg.tables.absolute())
     env, t_env = environments(cfg.job.parallelism, flink_overrides)
-    statements = build(t_env, cfg, shared=cfg.job.learners)
+    statements = build(t_env, cfg)
     if cfg.job.learners:
-        attach_learners(t_env, statements, cfg)
+        statements = attach_learners(t_env, statements, cfg)
     else:
         statements.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches")
     statements.attach_as_datastream()
