@@ -432,6 +432,16 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
         f"Date: {started} UTC. Machine: {os.cpu_count()} cores (shared), {platform.machine()}, Python "
         f"{platform.python_version()}, {_flink_version()} on the local mini-cluster; Kafka and Redis on "
         f"loopback, started by the bench; {_code_version()}.",
+    ]
+    if runs:
+        lines += _throughput_section(runs, args, records)
+    if fresh:
+        lines += _freshness_section(fresh, args)
+    return "\n".join(lines) + "\n"
+
+
+def _throughput_section(runs: list[dict], args: argparse.Namespace, records: int) -> list[str]:
+    lines = [
         "",
         f"## Throughput ({records:,} input records: {args.days} simulated days, "
         f"{PARTITIONS} partitions a topic)",
@@ -443,7 +453,7 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
         "|---|---|---|---|---|---|",
     ]
     verdicts = []
-    for p in args.parallelisms if runs else []:
+    for p in args.parallelisms:
         full, sql, naive = (_median_of(runs, v, p, "rate") for v in ("learners", "sql", "naive"))
         cells, verdict = [], []
         for name, base, target in (("sql", sql, 0.8), ("naive", naive, 20.0)):
@@ -456,9 +466,21 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
         rates = " | ".join("not run" if math.isnan(x) else f"{x:,.0f}" for x in (full, sql, naive))
         lines.append(f"| {p} | {rates} | {' | '.join(cells)} |")
         verdicts.append(f"p={p}: {', '.join(verdict) or 'no ratio (a variant was not run)'}")
+        # Each repetition runs the variants back to back: their ratio within one repetition shows
+        # how much of the spread is the machine's.
+        pairs = [
+            f"{learners['rate'] / sql_run['rate']:.2f}"
+            for sql_run, learners in zip(
+                [r for r in runs if r["variant"] == "sql" and r["parallelism"] == p],
+                [r for r in runs if r["variant"] == "learners" and r["parallelism"] == p],
+                strict=False,  # a run that failed leaves its repetition without a pair
+            )
+        ]
+        if pairs:
+            verdicts[-1] += f" (per repetition: {', '.join(pairs)})"
     lines += [
         "",
-        "Verdict: " + ("; ".join(verdicts) or "no throughput runs") + ".",
+        "Verdict: " + "; ".join(verdicts) + ".",
         "",
         "Every run:",
         "",
@@ -470,7 +492,11 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
             f"| {r['variant']} | {r['parallelism']} | {r['span_s']:.1f} | {r['rate']:,.0f} | "
             f"{r['wall_s']:.1f} | {r['cpu_s']:.0f} | {r['policies']} | {r['load']:.1f} | {r['outputs']} |"
         )
-    lines += [
+    return lines
+
+
+def _freshness_section(fresh: list[dict], args: argparse.Namespace) -> list[str]:
+    lines = [
         "",
         "## Freshness: click in Kafka to the new policy version at a subscriber",
         "",
@@ -488,7 +514,7 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
             f"| {f['rate']:,.0f} | {f['sent_rate']:,.0f} | {f['probes']} | {f['missing']} | "
             f"{f['p50']:.3f} | **{f['p99']:.3f}** | {f['max']:.3f} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def bench(args: argparse.Namespace) -> int:
