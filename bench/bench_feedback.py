@@ -5,7 +5,8 @@
 
 Starts its own Kafka broker and Redis on loopback and writes ``bench/results/feedback.md``.
 
-Throughput (bounded runs over one simulated data set, medians of ``--repeats``, p = 1 and 2):
+Throughput (bounded runs over one simulated data set, medians of ``--repeats``, p = 1 and 2; the
+variants' order flips each repetition):
 
 - ``learners``: the whole job (``feedback_job.run``): SQL attribution and micro-batches, the keyed
   learner operator, policies to Redis;
@@ -534,7 +535,7 @@ def bench(args: argparse.Namespace) -> int:
             records = sum(_write_data(svc.kafka_bootstrap, INPUT_PREFIX, {"days": args.days}).values())
             print(f"[bench] wrote {records:,} records", flush=True)
         runs = []
-        plan = [(v, p) for _ in range(args.repeats) for p in args.parallelisms for v in args.variants]
+        plan = run_order(args.variants, args.parallelisms, args.repeats)
         plan = plan if args.part in ("all", "throughput") else []
         for i, (variant, p) in enumerate(plan, 1):
             r = throughput_run(svc, variant, p, records, scratch, log)
@@ -562,6 +563,21 @@ def bench(args: argparse.Namespace) -> int:
     finally:
         svc_mod.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_order(variants: list[str], parallelisms: list[int], repeats: int) -> list[tuple[str, int]]:
+    """(variant, parallelism) in run order. The variants' order flips each time, so a drift in the
+    machine's speed does not always favour the same variant.
+
+    >>> run_order(["sql", "learners"], [1, 2], 2)  # doctest: +NORMALIZE_WHITESPACE
+    [('sql', 1), ('learners', 1), ('learners', 2), ('sql', 2),
+     ('learners', 1), ('sql', 1), ('sql', 2), ('learners', 2)]
+    """
+    plan = []
+    for rep in range(repeats):
+        for i, p in enumerate(parallelisms):
+            plan += [(v, p) for v in (variants if (rep + i) % 2 == 0 else variants[::-1])]
+    return plan
 
 
 def _variants(text: str) -> list[str]:
