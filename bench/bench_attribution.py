@@ -298,9 +298,9 @@ SUSTAINED = (0.4, 0.9)  # the stretch of the main output that the sustained rate
 POLL_S = 0.1
 
 
-def sustained_rate(samples: list[tuple[float, int]], records: int, lo: float = 0.4, hi: float = 0.9) -> float:
-    """Input records per second while the output count went from ``lo`` to ``hi`` of its final
-    value, from (time, count) samples: a rate after warm-up and before the end-of-input wait, with
+def sustained_rate(samples: list[tuple[float, int]], records: int) -> float:
+    """Input records per second while the output count went from 40% to 90% (SUSTAINED) of its
+    final value, from (time, count) samples: a rate after warm-up and before the end-of-input wait, with
     the input's share taken as the output's (both jobs write in step with what they read).
 
     >>> sustained_rate([(0.0, 0), (1.0, 40), (2.0, 60), (3.0, 90), (9.0, 100)], 1000)
@@ -308,6 +308,7 @@ def sustained_rate(samples: list[tuple[float, int]], records: int, lo: float = 0
     >>> sustained_rate([(0.0, 0)], 1000)
     nan
     """
+    lo, hi = SUSTAINED
     final = max((count for _, count in samples), default=0)
     if final == 0:
         return float("nan")
@@ -440,7 +441,7 @@ def timed_run(
         net_s=timing["net_s"],
         first_out_s=first - start,
         span_s=last - first,
-        sustained_eps=sustained_rate(progress.samples, records, *SUSTAINED),
+        sustained_eps=sustained_rate(progress.samples, records),
         tail_s=start + wall - last,
         cpu_s=timing["cpu_s"],
         outputs=outputs,
