@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     # `flink run -py jobs/feedback_job.py` runs this file as a script; make the project importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.datastream import DataStream, KeyedStream
+from pyflink.datastream import DataStream
 from pyflink.table import StatementSet, StreamTableEnvironment, Table
 
 from contract import events
@@ -230,6 +230,7 @@ def attach_learners(
     """Attach ``statements`` with learner_batches -> keyed learner operator (Python) -> Redis;
     returns the statement set of the learners' own sinks (their updates, the batches topic), for
     the caller to attach."""
+    from pyflink.common.typeinfo import Types
 
     from operators.learner_operator import OUTPUT_TYPE, LearnerOperator, OperatorSettings
 
@@ -249,25 +250,11 @@ def attach_learners(
     t_env.create_temporary_view("learner_batches_seen", t_env.from_data_stream(batches))
     tail.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches_seen")
     # (campaign_id, agent, version, published, pending) per publish
-    updates = key_by_campaign_agent(batches).process(LearnerOperator(settings), output_type=OUTPUT_TYPE)
+    updates = batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING()).process(
+        LearnerOperator(settings), output_type=OUTPUT_TYPE
+    )
     add_policy_updates_sink(t_env, tail, cfg, updates)
     return tail
-
-
-def key_by_campaign_agent(stream: DataStream) -> KeyedStream:
-    """``stream`` keyed by ``campaign_id|agent``, the key computed in the JVM (``LearnerKeyRows``,
-    udf/) in the shape PyFlink's ``key_by`` produces: (key, row) rows, keyed on the first field.
-    ``key_by`` would compute the key in a Python operator chained to the micro-batch window."""
-    from pyflink.common.typeinfo import Types, _from_java_type
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    row_type = _from_java_type(stream._j_data_stream.getType())
-    keyed_type = Types.ROW_NAMED(["learner_key", "batch"], [Types.STRING(), row_type])
-    with_key = stream._j_data_stream.map(jvm.adloop.udf.LearnerKeyRows(keyed_type.get_java_type_info()))
-    with_key.name("learner keys")
-    j_keyed = with_key.keyBy(jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(j_keyed, row_type, stream)
 
 
 def add_policy_updates_sink(t_env: StreamTableEnvironment, statements: StatementSet, cfg, updates) -> None:
