@@ -62,6 +62,7 @@ from bench.bench_attribution import (
     _check_prerequisites,
     _code_version,
     _flink_version,
+    _fmt,
     _jvm_cpu_s,
     _kill_group,
     _output_times,
@@ -480,7 +481,7 @@ def _throughput_section(runs: list[dict], args: argparse.Namespace, records: int
             met = "met" if full / base >= target else "not met"
             verdict.append(f"learners/{name} {full / base:.2f} ({met})")
         rates = " | ".join(_rate(x) for x in (full, sql, naive))
-        span_ratio = _ratio(spans[0], spans[1])
+        span_ratio = _fmt(spans[0] / spans[1], 2)
         lines.append(
             f"| {p} | {rates} | {' | '.join(cells)} | {', '.join(_rate(x) for x in spans)} | {span_ratio} |"
         )
@@ -488,7 +489,7 @@ def _throughput_section(runs: list[dict], args: argparse.Namespace, records: int
         # Each repetition runs the variants back to back: their ratio within one repetition shows
         # how much of the spread is the machine's.
         pairs = [
-            _ratio(learners["sustained"], sql_run["sustained"])
+            _fmt(learners["sustained"] / sql_run["sustained"], 2)
             for sql_run, learners in zip(
                 [r for r in runs if r["variant"] == "sql" and r["parallelism"] == p],
                 [r for r in runs if r["variant"] == "learners" and r["parallelism"] == p],
@@ -509,19 +510,16 @@ def _throughput_section(runs: list[dict], args: argparse.Namespace, records: int
     ]
     for r in runs:
         lines.append(
-            f"| {r['variant']} | {r['parallelism']} | {_rate(r['sustained'], '–')} | {r['span_s']:.1f} | "
+            f"| {r['variant']} | {r['parallelism']} | {_fmt(r['sustained'])} | {r['span_s']:.1f} | "
             f"{r['rate']:,.0f} | {r['wall_s']:.1f} | {r['cpu_s']:.0f} | {r['policies']} | {r['load']:.1f} | "
             f"{r['outputs']} |"
         )
     return lines
 
 
-def _rate(x: float, missing: str = "not run") -> str:
-    return missing if math.isnan(x) else f"{x:,.0f}"
-
-
-def _ratio(a: float, b: float) -> str:
-    return "–" if math.isnan(a) or math.isnan(b) or b == 0 else f"{a / b:.2f}"
+def _rate(x: float) -> str:
+    """A median rate; NaN means no run of that variant."""
+    return "not run" if math.isnan(x) else f"{x:,.0f}"
 
 
 def _freshness_section(fresh: list[dict], args: argparse.Namespace) -> list[str]:
@@ -570,7 +568,7 @@ def bench(args: argparse.Namespace) -> int:
             runs.append(r)
             print(
                 f"[bench] {i}/{len(plan)} {variant:<8} p={p} span {r['span_s']:6.1f}s "
-                f"{r['rate']:7,.0f} rec/s, sustained {_rate(r['sustained'], '–'):>7} rec/s "
+                f"{r['rate']:7,.0f} rec/s, sustained {_fmt(r['sustained']):>7} rec/s "
                 f"policies {r['policies']} load {r['load']:.1f}",
                 flush=True,
             )
