@@ -141,6 +141,8 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
 
 
 # The views the sinks read, by output.
+# The learner operator's uid: its keyed state (the learners' params) maps to it in a savepoint.
+LEARNER_UID = "adloop-learners"
 SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
 
 
@@ -249,9 +251,13 @@ def attach_learners(
     tail = t_env.create_statement_set()
     t_env.create_temporary_view("learner_batches_seen", t_env.from_data_stream(batches))
     tail.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches_seen")
-    # (campaign_id, agent, version, published, pending) per publish
-    updates = batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING()).process(
-        LearnerOperator(settings), output_type=OUTPUT_TYPE
+    # (campaign_id, agent, version, published, pending) per publish. The fixed uid keeps the
+    # learners' keyed state restorable from a savepoint after the SQL part of the job changes.
+    updates = (
+        batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING())
+        .process(LearnerOperator(settings), output_type=OUTPUT_TYPE)
+        .uid(LEARNER_UID)
+        .name("learners")
     )
     add_policy_updates_sink(t_env, tail, cfg, updates)
     return tail
