@@ -140,9 +140,11 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
     ]
 
 
-# The views the sinks read, by output.
-# The learner operator's uid: its keyed state (the learners' params) maps to it in a savepoint.
+# The learner operator's uid: its keyed state (the learners' params) maps to it in a savepoint,
+# whatever ids the SQL operators get after a change to the SQL.
 LEARNER_UID = "adloop-learners"
+
+# The views the sinks read, by output.
 SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
 
 
@@ -251,8 +253,7 @@ def attach_learners(
     tail = t_env.create_statement_set()
     t_env.create_temporary_view("learner_batches_seen", t_env.from_data_stream(batches))
     tail.add_insert_sql("INSERT INTO batches_sink SELECT * FROM learner_batches_seen")
-    # (campaign_id, agent, version, published, pending) per publish. The fixed uid keeps the
-    # learners' keyed state restorable from a savepoint after the SQL part of the job changes.
+    # (campaign_id, agent, version, published, pending) per publish
     updates = (
         batches.key_by(lambda row: f"{row.campaign_id}|{row.agent}", key_type=Types.STRING())
         .process(LearnerOperator(settings), output_type=OUTPUT_TYPE)
