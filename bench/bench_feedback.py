@@ -32,6 +32,9 @@ probe impression of a campaign of its own is written with a click; freshness is 
 producing the click to a subscribed ServingClient installing the probe campaign's first policy
 version. Target: p99 <= 1 s at 10k events/s. Probes not seen within ``--probe-timeout`` count as
 that timeout (so p99 is a lower bound when any are missing; their number is reported).
+
+``ADLOOP_BENCH_FLINK_OVERRIDES`` (a JSON object of Flink keys) changes every run's Flink settings
+for an experiment, e.g. ``'{"python.execution-mode": "thread"}'``.
 """
 
 from __future__ import annotations
@@ -161,6 +164,7 @@ def child(spec_path: Path, result_path: Path) -> None:
     overrides = {
         "execution.checkpointing.dir": (Path(spec.work) / "checkpoints").as_uri(),
         "restart-strategy.type": "none",
+        **json.loads(os.environ.get("ADLOOP_BENCH_FLINK_OVERRIDES", "{}")),
     }
     if spec.variant == "fresh":
         overrides["python.fn-execution.bundle.time"] = str(FRESH_BUNDLE_MS)
