@@ -15,6 +15,7 @@ from jobs.runtime import environments
 ARMS_QUERY = """SELECT k, ARRAY[ROW('a', CAST(1 AS DOUBLE)), ROW('b', CAST(2 AS DOUBLE)),
   ROW('c', CAST(3 AS DOUBLE))] AS arms
 FROM (VALUES ('x'), ('y')) AS v(k)"""
+EXPECTED = [["a", 1.0], ["b", 2.0], ["c", 3.0]]  # each row's arms, as Python should see them
 
 
 def _arms_seen_by_python(mode: str | None) -> list[list[list]]:
@@ -22,18 +23,16 @@ def _arms_seen_by_python(mode: str | None) -> list[list[list]]:
 
     env, t_env = environments(1, {"python.execution-mode": mode} if mode else None)
     rows = t_env.to_data_stream(t_env.sql_query(ARMS_QUERY))
-    # A Python map, as the learner operator is: the arms cross into Python and back as text.
+    # A Python function, as the learner operator is: the arms cross into Python and back as text.
     seen = rows.map(lambda r: json.dumps([[arm[0], arm[1]] for arm in r.arms]), output_type=Types.STRING())
     with seen.execute_and_collect() as results:
         return sorted(json.loads(text) for text in results)
 
 
 def test_the_job_s_mode_hands_python_every_element_of_an_array_of_rows():
-    expected = [["a", 1.0], ["b", 2.0], ["c", 3.0]]
-    assert _arms_seen_by_python(None) == [expected, expected]
+    assert _arms_seen_by_python(None) == [EXPECTED, EXPECTED]
 
 
 @pytest.mark.xfail(strict=True, reason="PyFlink 2.2.1 thread mode: ARRAY<ROW> elements become the last one")
 def test_thread_mode_hands_python_every_element_of_an_array_of_rows():
-    expected = [["a", 1.0], ["b", 2.0], ["c", 3.0]]
-    assert _arms_seen_by_python("thread") == [expected, expected]
+    assert _arms_seen_by_python("thread") == [EXPECTED, EXPECTED]
