@@ -27,4 +27,19 @@ fi
 cd "$ROOT"  # relative table paths in sql/init.sql are relative to the project root
 jars=()
 for jar in "$WORK"/jars/flink/*.jar; do jars+=(-j "$jar"); done
-exec "$FLINK_HOME/bin/sql-client.sh" "${jars[@]}" "$@"
+if [[ " $* " != *" -f "* && " $* " != *" --file "* ]]; then
+  exec "$FLINK_HOME/bin/sql-client.sh" "${jars[@]}" "$@"
+fi
+# With -f the client exits 0 even when a statement fails (it prints the error and skips the rest
+# of the file); a script run must fail instead.
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+set +e
+"$FLINK_HOME/bin/sql-client.sh" "${jars[@]}" "$@" | tee "$out"
+rc=${PIPESTATUS[0]}
+set -e
+if [[ $rc -eq 0 ]] && grep -q '\[ERROR\] Could not execute SQL statement' "$out"; then
+  echo "sql_client: a statement failed (its error is above); the statements after it did not run" >&2
+  exit 1
+fi
+exit "$rc"

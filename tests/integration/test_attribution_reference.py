@@ -154,7 +154,7 @@ def _tableau_tables(output: str) -> list[list[dict[str, str]]]:
 def test_example_queries_through_the_sql_client(run, tmp_path):
     cfg, _, _ = run
     init = tmp_path / "init.sql"
-    init.write_text(client_init.render(cfg))
+    init.write_text(client_init.render(cfg) + "SET 'sql-client.verbose' = 'true';\n")  # full traces
     queries = tmp_path / "queries.sql"
     names = [
         "ctr_by_creative_hour",
@@ -169,8 +169,10 @@ def test_example_queries_through_the_sql_client(run, tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ctr, cpa, by_agent, ips = _tableau_tables(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    tables = _tableau_tables(proc.stdout)
+    assert len(tables) == len(names), proc.stdout[-6000:]
+    ctr, cpa, by_agent, ips = tables
 
     df = pq.read_table(cfg.tables.rewards_path, partitioning="hive").to_pandas()
     creative = df[df.agent == "creative"]
