@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from tests.pyflink_env import script_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -17,6 +19,7 @@ def _run_file(tmp_path: Path, sql: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
+        env=script_environ(),
     )
 
 

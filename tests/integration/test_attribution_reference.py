@@ -25,6 +25,7 @@ from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from sql import client_init
 from tests.integration.configs import job_config
+from tests.pyflink_env import script_environ
 from tests.reference.attribution import compare_rows, reference_rewards, row_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +169,7 @@ def test_example_queries_through_the_sql_client(run, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        env=script_environ(),
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     tables = _tableau_tables(proc.stdout)

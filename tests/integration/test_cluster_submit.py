@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from tests.integration.configs import job_config
+from tests.pyflink_env import script_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 FLINK_HOME = Path(pyflink.__file__).parent
@@ -47,12 +47,9 @@ def cluster(tmp_path):
         shutil.copy(FLINK_HOME / "conf" / name, conf_dir / name)
     (conf_dir / "workers").write_text("localhost\n")
     (conf_dir / "masters").write_text(f"localhost:{rest_port}\n")
-    env = {
-        **os.environ,
-        "FLINK_CONF_DIR": str(conf_dir),
-        "FLINK_LOG_DIR": str(tmp_path / "log"),
-        "FLINK_PID_DIR": str(tmp_path / "pid"),
-    }
+    env = script_environ(
+        FLINK_CONF_DIR=str(conf_dir), FLINK_LOG_DIR=str(tmp_path / "log"), FLINK_PID_DIR=str(tmp_path / "pid")
+    )
     (tmp_path / "log").mkdir()
     (tmp_path / "pid").mkdir()
     subprocess.run([str(FLINK_HOME / "bin" / "jobmanager.sh"), "start"], env=env, check=True, timeout=60)
