@@ -26,6 +26,7 @@ STEMS = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONV
 FUNCTIONS = {
     "ADLOOP_PARSE": "adloop.udf.ParseEvent",
     "ADLOOP_JSON_LONG": "adloop.udf.JsonLong",
+    "ADLOOP_CLICK_OUTCOMES": "adloop.udf.ClickOutcomes",
     "ADLOOP_ATTRIBUTE": "adloop.udf.AttributeConversions",
     "ADLOOP_ARM_STATS": "adloop.udf.ArmStats",
 }

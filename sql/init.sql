@@ -67,6 +67,8 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_PARSE AS 'adloop.udf.Parse
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_JSON_LONG AS 'adloop.udf.JsonLong' LANGUAGE JAVA;
 
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_CLICK_OUTCOMES AS 'adloop.udf.ClickOutcomes' LANGUAGE JAVA;
+
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ATTRIBUTE AS 'adloop.udf.AttributeConversions' LANGUAGE JAVA;
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ARM_STATS AS 'adloop.udf.ArmStats' LANGUAGE JAVA;
@@ -229,18 +231,24 @@ CREATE TEMPORARY VIEW IF NOT EXISTS ontime_conversions AS SELECT * FROM (
 ) WHERE event_rank = 1)
 ) WHERE conversion_rank = 1;
 
+CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
+SELECT impression_id, rowtime AS event_time, 0 AS is_click, ts, user_id, campaign_id, segment, win_price,
+       features, decisions, payload AS imp_payload
+FROM ontime_impressions
+UNION ALL
+SELECT impression_id, rowtime, 1, ts, CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
+       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>),
+       CAST(NULL AS STRING)
+FROM ontime_clicks;
+
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_outcomes AS
-SELECT * FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY impression_id ORDER BY joined_at ASC) AS rn
-  FROM (
-    SELECT i.impression_id, i.ts, i.rowtime, i.user_id, i.campaign_id, i.segment, i.win_price,
-           i.features, i.decisions, i.payload AS imp_payload, c.ts AS click_ts, c.rowtime AS click_time,
-           PROCTIME() AS joined_at
-    FROM ontime_impressions i LEFT JOIN ontime_clicks c
-      ON i.impression_id = c.impression_id
-     AND c.rowtime BETWEEN i.rowtime AND i.rowtime + INTERVAL '0 01:00:00.000' DAY(3) TO SECOND(3)
-  )
-) WHERE rn = 1;
+SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, decisions, imp_payload,
+       click_ts, rowtime AS outcome_time
+FROM ADLOOP_CLICK_OUTCOMES(
+  TABLE click_events PARTITION BY impression_id,
+  CAST(3600000 AS BIGINT),  -- click_window_ms
+  DESCRIPTOR(event_time)  -- on_time
+);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS initial_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
@@ -264,7 +272,7 @@ SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_t
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       click_time AS touch_time, 1 AS is_click, imp_payload
+       outcome_time AS touch_time, 1 AS is_click, imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
