@@ -84,8 +84,8 @@ FROM (
 )""",
         # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, imp_payload):
         # a view touch per impression, a click touch per counted click. View touches come straight
-        # from the impressions: an unclicked impression leaves the click join only at its cleanup
-        # timer, behind that join's output watermark, too late for credit timed by the watermark.
+        # from the impressions: an unclicked impression leaves the click function only when the
+        # watermark passes its window end, too late for a conversion inside that window.
         """CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
        0 AS is_click, payload AS imp_payload
