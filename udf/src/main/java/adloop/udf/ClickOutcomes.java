@@ -52,6 +52,12 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
     private static final int CLICKED = 1;
     private static final int IMP_TIME = 2;
     private static final int TS = 3;
+    private static final int USER_ID = 4;
+    private static final int CAMPAIGN_ID = 5;
+    private static final int SEGMENT = 6;
+    private static final int WIN_PRICE = 7;
+    private static final int FEATURES = 8;
+    private static final int DECISIONS = 9;
     private static final int IMP_PAYLOAD = 10;
     private static final int EARLY_CLICKS = 11;
     private static final int ARITY = 12;
@@ -76,12 +82,12 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
             state.setField(CLICKED, false);
             state.setField(IMP_TIME, t);
             state.setField(TS, input.getFieldAs("ts"));
-            state.setField(4, input.getFieldAs("user_id"));
-            state.setField(5, input.getFieldAs("campaign_id"));
-            state.setField(6, input.getFieldAs("segment"));
-            state.setField(7, input.getFieldAs("win_price"));
-            state.setField(8, input.getFieldAs("features"));
-            state.setField(9, input.getFieldAs("decisions"));
+            state.setField(USER_ID, input.getFieldAs("user_id"));
+            state.setField(CAMPAIGN_ID, input.getFieldAs("campaign_id"));
+            state.setField(SEGMENT, input.getFieldAs("segment"));
+            state.setField(WIN_PRICE, input.getFieldAs("win_price"));
+            state.setField(FEATURES, input.getFieldAs("features"));
+            state.setField(DECISIONS, input.getFieldAs("decisions"));
             state.setField(IMP_PAYLOAD, input.getFieldAs("imp_payload"));
             Row[] early = state.getFieldAs(EARLY_CLICKS);
             state.setField(EARLY_CLICKS, null);
@@ -150,12 +156,12 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
     private static Row outcome(Row state, Long clickTs) {
         return Row.of(
                 state.getField(TS),
-                state.getField(4),
-                state.getField(5),
-                state.getField(6),
-                state.getField(7),
-                state.getField(8),
-                state.getField(9),
+                state.getField(USER_ID),
+                state.getField(CAMPAIGN_ID),
+                state.getField(SEGMENT),
+                state.getField(WIN_PRICE),
+                state.getField(FEATURES),
+                state.getField(DECISIONS),
                 state.getField(IMP_PAYLOAD),
                 clickTs);
     }
