@@ -383,17 +383,21 @@ def _run_child(spec: RunSpec, timeout_s: float, log: Path) -> dict[str, float]:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """End the job process we started and its gateway JVM (its own process group)."""
+    """End the job process we started and everything in its process group. Its gateway JVM can
+    outlive it (a mini-cluster whose shutdown hangs), so the group, not the process, must be gone."""
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, so a zombie does not keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 def timed_run(
