@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,33 @@ def connector_jars(directory: Path | None = None) -> list[str]:
     return [j.as_uri() for j in jars]
 
 
+def local_jvm_args(flat_conf: dict[str, str], environ: MutableMapping[str, str]) -> None:
+    """Give the mini-cluster's JVM the TaskManager's JVM options (``env.java.opts.taskmanager``).
+
+    The mini-cluster runs inside the JVM that PyFlink starts for this process, which reads only
+    ``JVM_ARGS``; a cluster's TaskManagers read the options from flink-conf themselves. A
+    ``JVM_ARGS`` the caller set wins, and under ``flink run`` (PYFLINK_GATEWAY_PORT) the JVM already
+    runs.
+
+    >>> env = {}
+    >>> local_jvm_args({"env.java.opts.taskmanager": "-XX:+UseParallelGC"}, env)
+    >>> env
+    {'JVM_ARGS': '-XX:+UseParallelGC'}
+    >>> env = {"JVM_ARGS": "-XX:+UseSerialGC"}
+    >>> local_jvm_args({"env.java.opts.taskmanager": "-XX:+UseParallelGC"}, env)
+    >>> env
+    {'JVM_ARGS': '-XX:+UseSerialGC'}
+    """
+    opts = flat_conf.get("env.java.opts.taskmanager", "").strip()
+    if opts and "JVM_ARGS" not in environ and "PYFLINK_GATEWAY_PORT" not in environ:
+        environ["JVM_ARGS"] = opts
+
+
 def flink_configuration(overrides: dict[str, str] | None = None) -> Configuration:
+    flat_conf = flatten(yaml.safe_load(FLINK_CONF.read_text()))
+    local_jvm_args(flat_conf, os.environ)  # before Configuration(), which starts the JVM
     conf = Configuration()
-    for key, value in flatten(yaml.safe_load(FLINK_CONF.read_text())).items():
+    for key, value in flat_conf.items():
         conf.set_string(key, value)
     conf.set_string("pipeline.jars", ";".join(connector_jars()))
     # Python workers must run in this interpreter, which has the project and its dependencies.
