@@ -89,9 +89,12 @@ BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, ag
 
 
 def output_views() -> list[str]:
-    """``dlq_rows`` and ``late_rows``: the dead letters and late rows of all three topics."""
+    """``dlq_rows`` and ``late_rows``: the dead letters and late rows of all three topics, counted
+    in the Flink metrics ``adloop.dlq_records`` and ``adloop.late_records``."""
     dead_letters = "\nUNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
-    late_columns = ", ".join(ingest.columns(LATE_COLUMNS))
+    late_columns = ", ".join(
+        ingest.counted(c, "late_records") if c == "payload" else c for c in ingest.columns(LATE_COLUMNS)
+    )
     late = "\nUNION ALL ".join(f"SELECT {late_columns} FROM late_{stem}" for stem in SOURCES.values())
     return [
         f"CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS {dead_letters}",

@@ -29,6 +29,7 @@ FUNCTIONS = {
     "ADLOOP_CLICK_OUTCOMES": "adloop.udf.ClickOutcomes",
     "ADLOOP_ATTRIBUTE": "adloop.udf.AttributeConversions",
     "ADLOOP_ARM_STATS": "adloop.udf.ArmStats",
+    "ADLOOP_COUNTED": "adloop.udf.CountRows",
 }
 
 
@@ -226,9 +227,19 @@ def late_split_ddl(topic: str) -> list[str]:
     ]
 
 
+def counted(column: str, metric: str) -> str:
+    """``column`` unchanged, each row counted in the Flink counter ``adloop.<metric>``.
+
+    >>> counted("payload", "dlq_records")
+    "ADLOOP_COUNTED(payload, 'dlq_records') AS payload"
+    """
+    return f"ADLOOP_COUNTED({column}, {_quote(metric)}) AS {column}"
+
+
 def dlq_select(topic: str) -> str:
-    """Dead-letter rows of ``topic``: the raw payload, the reason and where it was read."""
+    """Dead-letter rows of ``topic``: the raw payload, the reason and where it was read; each one
+    counted in the metric ``adloop.dlq_records``."""
     return (
-        f"SELECT payload, reason, src_topic, src_partition, src_offset "
+        f"SELECT {counted('payload', 'dlq_records')}, reason, src_topic, src_partition, src_offset "
         f"FROM checked_{STEMS[topic]} WHERE reason IS NOT NULL"
     )

@@ -73,6 +73,8 @@ CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ATTRIBUTE AS 'adloop.udf.A
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_ARM_STATS AS 'adloop.udf.ArmStats' LANGUAGE JAVA;
 
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_COUNTED AS 'adloop.udf.CountRows' LANGUAGE JAVA;
+
 CREATE TABLE IF NOT EXISTS raw_impressions (
   payload STRING,
   src_topic STRING METADATA FROM 'topic' VIRTUAL,
@@ -314,13 +316,13 @@ FROM (
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS SELECT payload, reason, src_topic, src_partition, src_offset FROM checked_impressions WHERE reason IS NOT NULL
-UNION ALL SELECT payload, reason, src_topic, src_partition, src_offset FROM checked_clicks WHERE reason IS NOT NULL
-UNION ALL SELECT payload, reason, src_topic, src_partition, src_offset FROM checked_conversions WHERE reason IS NOT NULL;
+CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS SELECT ADLOOP_COUNTED(payload, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset FROM checked_impressions WHERE reason IS NOT NULL
+UNION ALL SELECT ADLOOP_COUNTED(payload, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset FROM checked_clicks WHERE reason IS NOT NULL
+UNION ALL SELECT ADLOOP_COUNTED(payload, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset FROM checked_conversions WHERE reason IS NOT NULL;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_impressions
-UNION ALL SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_clicks
-UNION ALL SELECT payload, event_id, ts, src_topic, src_partition, src_offset FROM late_conversions;
+CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_impressions
+UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_clicks
+UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_conversions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT *, action AS arm, PROCTIME() AS arrived,
