@@ -35,7 +35,13 @@ import org.apache.flink.types.Row;
  * the watermark. The model settings travel with each waiting conversion (timers get no call
  * arguments). Touches older than the lookback behind the watermark can never count again: they are
  * dropped when a new touch comes and the oldest is a quarter lookback past that (so the list is
- * rebuilt rarely). A partition that goes quiet keeps its last touches.
+ * rebuilt rarely). A partition that goes quiet is cleared by its expiry timer once the watermark
+ * is a lookback past its latest touch.
+ *
+ * <p>The state has no TTL ({@link #NO_TTL}): the job's {@code table.exec.state.ttl} is the dedup TTL
+ * (2 days of processing time by default), and applied here it dropped every touch that old, so
+ * conversions lost the credit of older touches of their 30-day lookback. The expiry timer bounds
+ * the state in event time instead.
  */
 @DataTypeHint(
         "ROW<conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, conv_ts BIGINT,"
@@ -49,17 +55,26 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             "ARRAY<ROW<conversion_id STRING, campaign_id STRING, conv_ts BIGINT, conv_value DOUBLE, lookback_ms BIGINT,"
                     + " half_life_ms BIGINT, click_boost DOUBLE, last_touch BOOLEAN>>";
 
+    /** A state entry's TTL that turns the job's {@code table.exec.state.ttl} off for it. */
+    static final String NO_TTL = "0";
+
     /** Bookkeeping of a partition's touches. */
     public static class Touches {
         /** The oldest touch time kept. */
         public Long oldest;
+        /** The latest touch time seen. */
+        public Long latest;
+        /** The lookback of the latest touch (the expiry timer gets no call arguments). */
+        public Long lookbackMs;
+        /** When the registered expiry timer fires, or NULL when none is registered. */
+        public Long expiryAt;
     }
 
     public void eval(
             Context ctx,
-            @StateHint(type = @DataTypeHint(TOUCH_TYPE)) ListView<Row> touches,
-            @StateHint(type = @DataTypeHint(PENDING_TYPE)) ListView<Row> pending,
-            @StateHint Touches meta,
+            @StateHint(type = @DataTypeHint(TOUCH_TYPE), ttl = NO_TTL) ListView<Row> touches,
+            @StateHint(type = @DataTypeHint(PENDING_TYPE), ttl = NO_TTL) ListView<Row> pending,
+            @StateHint(ttl = NO_TTL) Touches meta,
             @ArgumentHint(
                             name = "input",
                             value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
@@ -83,6 +98,15 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
                             input.getFieldAs("imp_payload")));
             if (meta.oldest == null || ts < meta.oldest) {
                 meta.oldest = ts;
+            }
+            if (meta.latest == null || ts > meta.latest) {
+                meta.latest = ts;
+            }
+            meta.lookbackMs = lookbackMs;
+            if (meta.expiryAt == null) {
+                // One timer per partition; when it fires early it moves on to the latest touch.
+                meta.expiryAt = meta.latest + lookbackMs;
+                time.registerOnTime(meta.expiryAt);
             }
             // Every conversion still to come or waiting is after the watermark, so it cannot reach
             // a touch older than watermark - lookback.
@@ -122,6 +146,31 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         pending.clear();
         if (!waiting.isEmpty()) {
             pending.addAll(waiting);
+        }
+        if (meta.expiryAt != null && now >= meta.expiryAt) {
+            expire(ctx, now, touches, meta, waiting.isEmpty());
+        }
+    }
+
+    /**
+     * The expiry timer: once the watermark is a lookback past the latest touch, no conversion still
+     * to come can reach any touch here, so they go (and the whole state when nothing waits);
+     * otherwise the timer moves on to the latest touch's expiry.
+     */
+    private static void expire(
+            OnTimerContext ctx, long now, ListView<Row> touches, Touches meta, boolean nothingWaits)
+            throws Exception {
+        long expiry = meta.latest + meta.lookbackMs;
+        if (now < expiry) {
+            meta.expiryAt = expiry;
+            ctx.timeContext(Long.class).registerOnTime(expiry);
+        } else if (nothingWaits) {
+            ctx.clearAllState();
+        } else {
+            touches.clear();
+            meta.oldest = null;
+            meta.latest = null;
+            meta.expiryAt = null;
         }
     }
 

@@ -34,6 +34,9 @@ import org.apache.flink.types.Row;
  * too walks the timers of every key, and called from {@code onTimer} it lost other keys' due
  * timers (Flink 2.2.1; seen as impressions that never got their outcome). No timer needs
  * clearing: a fired timer is gone, and one left over meets an empty state and does nothing.
+ *
+ * <p>The state has no TTL: the timers clear it, and the job's {@code table.exec.state.ttl} (the
+ * dedup TTL, processing time) would drop an impression still waiting for its click.
  */
 @DataTypeHint(
         "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE,"
@@ -64,7 +67,7 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
 
     public void eval(
             Context ctx,
-            @StateHint(type = @DataTypeHint(STATE_TYPE)) Row state,
+            @StateHint(type = @DataTypeHint(STATE_TYPE), ttl = AttributeConversions.NO_TTL) Row state,
             @ArgumentHint(
                             name = "input",
                             value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
