@@ -138,14 +138,16 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             long convTs = conversion.getFieldAs(2);
             (convTs <= now ? due : waiting).add(conversion);
         }
-        List<Row> all = new ArrayList<>();
-        touches.get().forEach(all::add);
-        for (Row conversion : due) {
-            attribute(conversion, all);
-        }
-        pending.clear();
-        if (!waiting.isEmpty()) {
-            pending.addAll(waiting);
+        if (!due.isEmpty()) { // the expiry timer usually finds no conversion due: no touch read then
+            List<Row> all = new ArrayList<>();
+            touches.get().forEach(all::add);
+            for (Row conversion : due) {
+                attribute(conversion, all);
+            }
+            pending.clear();
+            if (!waiting.isEmpty()) {
+                pending.addAll(waiting);
+            }
         }
         if (meta.expiryAt != null && now >= meta.expiryAt) {
             expire(ctx, now, touches, meta, waiting.isEmpty());
