@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from jobs import config as app_config
+from scripts import kafka_tools
+
+# Reward rows whose reward_ts is this far behind the newest event are settled: the watermark
+# trails the newest event by the out-of-orderness bound, and credit waits for the click window.
+SETTLED_MS = 3 * 3_600_000
 
 
 def job_config(
@@ -24,3 +30,10 @@ def job_config(
         tables={"rewards_path": str(rewards_dir)},
     )
     return cfg.replace(**sections) if sections else cfg
+
+
+def rewards_and_late(bootstrap: str, cfg: app_config.AppConfig) -> tuple[list[dict], list[str]]:
+    """The reward rows on the job's rewards topic, and the event ids on its late topic."""
+    rows = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
+    late = [json.loads(v)["event_id"] for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("late"))]
+    return rows, late

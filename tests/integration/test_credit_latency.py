@@ -7,19 +7,13 @@ must already be on the rewards topic, equal to the reference attribution.
 
 from __future__ import annotations
 
-import json
-
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
-from tests.integration.configs import job_config
+from tests.integration.configs import SETTLED_MS, job_config, rewards_and_late
 from tests.reference.attribution import compare_rows, reference_rewards
-
-# The watermark trails the newest event by the out-of-orderness bound, and credit waits for the
-# click window too (view touches come out of the click join); 3 h is well past both.
-SETTLED_MS = 3 * 3_600_000
 
 
 def test_delayed_rewards_come_out_while_the_job_runs(services, unique_prefix, tmp_path):
@@ -43,8 +37,7 @@ def test_delayed_rewards_come_out_while_the_job_runs(services, unique_prefix, tm
     bootstrap = services.kafka_bootstrap
     try:
         kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("rewards"), timeout_s=300)
-        rows = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
-        late = [json.loads(v)["event_id"] for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("late"))]
+        rows, late = rewards_and_late(bootstrap, cfg)
     finally:
         job.cancel().result()
         kafka_tools.delete_topics(bootstrap, topics)

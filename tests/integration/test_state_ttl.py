@@ -9,7 +9,6 @@ reference attribution's.
 
 from __future__ import annotations
 
-import json
 import time
 
 from jobs import feedback_job
@@ -17,13 +16,10 @@ from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
-from tests.integration.configs import job_config
+from tests.integration.configs import SETTLED_MS, job_config, rewards_and_late
 from tests.reference.attribution import compare_rows, reference_rewards
 
 DEDUP_TTL_MS = 2_000
-# The watermark trails the newest event by the out-of-orderness bound (30 s), and credit waits
-# for the click window (1 h) too: 3 h is well past both.
-SETTLED_MS = 3 * 3_600_000
 
 
 def test_conversion_credit_reaches_touches_older_than_the_dedup_ttl(services, unique_prefix, tmp_path):
@@ -62,8 +58,7 @@ def test_conversion_credit_reaches_touches_older_than_the_dedup_ttl(services, un
             for chunk in second_day:
                 writer.write(chunk.records)
         kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("rewards"), timeout_s=300)
-        rows = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
-        late = [json.loads(v)["event_id"] for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("late"))]
+        rows, late = rewards_and_late(bootstrap, cfg)
     finally:
         job.cancel().result()
         kafka_tools.delete_topics(bootstrap, topics)
