@@ -51,18 +51,17 @@ def view_statements(cfg: AttributionConfig, rewards: RewardConfig) -> list[str]:
         # Impressions and clicks in one stream, for ADLOOP_CLICK_OUTCOMES (udf/, a process table function).
         """CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
 SELECT impression_id, rowtime AS event_time, 0 AS is_click, ts, user_id, campaign_id, segment, win_price,
-       features, decisions, payload AS imp_payload
+       features, decisions
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, rowtime, 1, ts, CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>),
-       CAST(NULL AS STRING)
+       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>)
 FROM ontime_clicks""",
         # (impression..., click_ts or NULL, outcome_time): every impression once, with its first
         # in-window click; outcome_time is the click's (or, for a click that came first, the
         # impression's) time, or the window end for an impression without one.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS impression_outcomes AS
-SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, decisions, imp_payload,
+SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, decisions,
        click_ts, rowtime AS outcome_time
 FROM ADLOOP_CLICK_OUTCOMES(
   TABLE click_events PARTITION BY impression_id,
@@ -85,14 +84,16 @@ FROM (
         # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, imp_payload):
         # a view touch per impression, a click touch per counted click. View touches come straight
         # from the impressions: an unclicked impression leaves the click function only when the
-        # watermark passes its window end, too late for a conversion inside that window.
+        # watermark passes its window end, too late for a conversion inside that window. Only the
+        # view touch carries the impression's payload (ADLOOP_ATTRIBUTE finds it there for the
+        # click), so the click function's state, one row per impression in its window, stays small.
         """CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
        0 AS is_click, payload AS imp_payload
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       outcome_time AS touch_time, 1 AS is_click, imp_payload
+       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS STRING) AS imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL""",
         # Touches and conversions in one stream, for ADLOOP_ATTRIBUTE (udf/, a process table function).
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS

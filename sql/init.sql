@@ -235,16 +235,15 @@ CREATE TEMPORARY VIEW IF NOT EXISTS ontime_conversions AS SELECT * FROM (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
 SELECT impression_id, rowtime AS event_time, 0 AS is_click, ts, user_id, campaign_id, segment, win_price,
-       features, decisions, payload AS imp_payload
+       features, decisions
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, rowtime, 1, ts, CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>),
-       CAST(NULL AS STRING)
+       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>)
 FROM ontime_clicks;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_outcomes AS
-SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, decisions, imp_payload,
+SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, decisions,
        click_ts, rowtime AS outcome_time
 FROM ADLOOP_CLICK_OUTCOMES(
   TABLE click_events PARTITION BY impression_id,
@@ -274,7 +273,7 @@ SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_t
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       outcome_time AS touch_time, 1 AS is_click, imp_payload
+       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS STRING) AS imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS

@@ -50,10 +50,9 @@ def test_each_impression_gets_one_outcome_with_its_first_counted_click(t_env, tm
 ) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv')""")
     # The columns click_events has in the job (sql/attribution.py), from the test input.
     t_env.execute_sql("""CREATE TEMPORARY VIEW click_events AS
-SELECT impression_id, event_time, is_click, ts, 'u1' AS user_id, 'c1' AS campaign_id, 's1' AS segment,
-       CAST(0.5 AS DOUBLE) AS win_price, ARRAY[CAST(1.0 AS DOUBLE)] AS features,
-       ARRAY[MAP['agent', 'bid', 'action', '1.0']] AS decisions,
-       CONCAT('payload-', impression_id) AS imp_payload
+SELECT impression_id, event_time, is_click, ts, CONCAT('user-', impression_id) AS user_id,
+       'c1' AS campaign_id, 's1' AS segment, CAST(0.5 AS DOUBLE) AS win_price,
+       ARRAY[CAST(1.0 AS DOUBLE)] AS features, ARRAY[MAP['agent', 'bid', 'action', '1.0']] AS decisions
 FROM click_input WHERE is_click IS NOT NULL""")
     (outcomes_view,) = [
         s
@@ -61,7 +60,7 @@ FROM click_input WHERE is_click IS NOT NULL""")
         if "VIEW IF NOT EXISTS impression_outcomes" in s
     ]
     t_env.execute_sql(outcomes_view)
-    query = "SELECT impression_id, ts, click_ts, imp_payload, win_price FROM impression_outcomes"
+    query = "SELECT impression_id, ts, click_ts, user_id, win_price FROM impression_outcomes"
     with t_env.execute_sql(query).collect() as results:
         rows = [tuple(row) for row in results]
 
@@ -75,5 +74,5 @@ FROM click_input WHERE is_click IS NOT NULL""")
     assert clicks == expected
     # The impression's own columns come out with its outcome, clicked or not.
     by_id = {row[0]: row for row in rows}
-    assert by_id["c"][1:] == (T + 3 * MINUTE, T + 7 * MINUTE, "payload-c", 0.5)
-    assert by_id["b"][1:] == (T + MINUTE, None, "payload-b", 0.5)
+    assert by_id["c"][1:] == (T + 3 * MINUTE, T + 7 * MINUTE, "user-c", 0.5)
+    assert by_id["b"][1:] == (T + MINUTE, None, "user-b", 0.5)

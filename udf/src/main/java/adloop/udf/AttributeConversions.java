@@ -1,6 +1,7 @@
 package adloop.udf;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -30,6 +31,10 @@ import org.apache.flink.types.Row;
  * the whole lookback (30 days), so credit normalised downstream in event time would only come out
  * a lookback after the conversion. Here the output is timed at the conversion and the watermark
  * passes through undelayed.
+ *
+ * <p>Only view touches carry the impression's payload (for the delayed reward rows); a click touch
+ * has NULL and its credit row takes the payload of its impression's view touch, which every
+ * counted click has (both come from the same on-time impression).
  *
  * <p>State per (user, campaign): the touches of the last lookback and the conversions waiting for
  * the watermark. The model settings travel with each waiting conversion (timers get no call
@@ -176,14 +181,26 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         }
     }
 
+    /**
+     * Drops the touches older than {@code bound}. A click touch has no payload of its own (its view
+     * touch carries it): a kept click whose view goes takes the view's payload.
+     */
     private static void dropOlderThan(ListView<Row> touches, long bound, Touches meta) throws Exception {
         List<Row> kept = new ArrayList<>();
+        Map<String, String> droppedPayloads = new HashMap<>();
         Long oldest = null;
         for (Row touch : touches.get()) {
             long ts = touch.getFieldAs(3);
             if (ts >= bound) {
                 kept.add(touch);
                 oldest = oldest == null ? ts : Math.min(oldest, ts);
+            } else if (touch.getField(5) != null) {
+                droppedPayloads.put(touch.getFieldAs(0), touch.getFieldAs(5));
+            }
+        }
+        for (Row touch : kept) {
+            if (touch.getField(5) == null) {
+                touch.setField(5, droppedPayloads.get((String) touch.getFieldAs(0)));
             }
         }
         touches.clear();
@@ -204,10 +221,14 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         boolean lastTouch = conversion.getFieldAs(7);
 
         List<Row> window = new ArrayList<>();
+        Map<String, String> payloads = new HashMap<>(); // impression_id -> payload (its view touch's)
         for (Row touch : touches) {
             long ts = touch.getFieldAs(3);
             if (ts >= convTs - lookbackMs && ts <= convTs) {
                 window.add(touch);
+            }
+            if (touch.getField(5) != null) {
+                payloads.putIfAbsent(touch.getFieldAs(0), touch.getFieldAs(5));
             }
         }
         if (window.isEmpty()) {
@@ -258,7 +279,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
                             convTs,
                             value,
                             (double) entry.getValue()[1],
-                            touch.getFieldAs(5)));
+                            payloads.get(entry.getKey())));
         }
     }
 

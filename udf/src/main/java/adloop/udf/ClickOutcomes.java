@@ -40,15 +40,13 @@ import org.apache.flink.types.Row;
  */
 @DataTypeHint(
         "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE,"
-                + " features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, imp_payload STRING,"
-                + " click_ts BIGINT>")
+                + " features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, click_ts BIGINT>")
 public class ClickOutcomes extends ProcessTableFunction<Row> {
 
     private static final String STATE_TYPE =
             "ROW<window_end BIGINT, clicked BOOLEAN, imp_time BIGINT, ts BIGINT, user_id STRING,"
                     + " campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>,"
-                    + " decisions ARRAY<MAP<STRING, STRING>>, imp_payload STRING,"
-                    + " early_clicks ARRAY<ROW<ts BIGINT, t BIGINT>>>";
+                    + " decisions ARRAY<MAP<STRING, STRING>>, early_clicks ARRAY<ROW<ts BIGINT, t BIGINT>>>";
 
     // Positions in the state row.
     private static final int WINDOW_END = 0;
@@ -61,9 +59,8 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
     private static final int WIN_PRICE = 7;
     private static final int FEATURES = 8;
     private static final int DECISIONS = 9;
-    private static final int IMP_PAYLOAD = 10;
-    private static final int EARLY_CLICKS = 11;
-    private static final int ARITY = 12;
+    private static final int EARLY_CLICKS = 10;
+    private static final int ARITY = 11;
 
     public void eval(
             Context ctx,
@@ -91,7 +88,6 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
             state.setField(WIN_PRICE, input.getFieldAs("win_price"));
             state.setField(FEATURES, input.getFieldAs("features"));
             state.setField(DECISIONS, input.getFieldAs("decisions"));
-            state.setField(IMP_PAYLOAD, input.getFieldAs("imp_payload"));
             Row[] early = state.getFieldAs(EARLY_CLICKS);
             state.setField(EARLY_CLICKS, null);
             if (early != null) {
@@ -165,7 +161,6 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
                 state.getField(WIN_PRICE),
                 state.getField(FEATURES),
                 state.getField(DECISIONS),
-                state.getField(IMP_PAYLOAD),
                 clickTs);
     }
 }
