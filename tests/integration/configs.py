@@ -8,6 +8,8 @@ from typing import Any
 
 from jobs import config as app_config
 from scripts import kafka_tools
+from sim.noise import SimRecord
+from tests.reference.attribution import reference_rewards
 
 # Reward rows whose reward_ts is this far behind the newest event are settled: the watermark
 # trails the newest event by the out-of-orderness bound, and credit waits for the click window.
@@ -37,3 +39,21 @@ def rewards_and_late(bootstrap: str, cfg: app_config.AppConfig) -> tuple[list[di
     rows = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
     late = [json.loads(v)["event_id"] for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("late"))]
     return rows, late
+
+
+def settled_rows(
+    records: list[SimRecord],
+    rows: list[dict],
+    late: list[str],
+    cfg: app_config.AppConfig,
+    kinds: tuple[str, ...] = ("initial", "delayed"),
+) -> tuple[list[dict], list[dict]]:
+    """The reference attribution's reward rows of ``kinds`` and the job's (``rows``), both cut to
+    those whose reward_ts is ``SETTLED_MS`` behind the newest event: (expected, actual)."""
+    cutoff = max(r.ts for r in records) - SETTLED_MS
+
+    def settled(row: dict) -> bool:
+        return row["kind"] in kinds and row["reward_ts"] < cutoff
+
+    expected = [row for row in reference_rewards(records, late, cfg.attribution, cfg.rewards) if settled(row)]
+    return expected, [row for row in rows if settled(row)]

@@ -12,8 +12,8 @@ from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
-from tests.integration.configs import SETTLED_MS, job_config, rewards_and_late
-from tests.reference.attribution import compare_rows, reference_rewards
+from tests.integration.configs import job_config, rewards_and_late, settled_rows
+from tests.reference.attribution import compare_rows
 
 
 def test_delayed_rewards_come_out_while_the_job_runs(services, unique_prefix, tmp_path):
@@ -42,13 +42,7 @@ def test_delayed_rewards_come_out_while_the_job_runs(services, unique_prefix, tm
         job.cancel().result()
         kafka_tools.delete_topics(bootstrap, topics)
 
-    cutoff = max(r.ts for r in records) - SETTLED_MS
-    expected = [
-        row
-        for row in reference_rewards(records, late, cfg.attribution, cfg.rewards)
-        if row["kind"] == "delayed" and row["reward_ts"] < cutoff
-    ]
-    actual = [row for row in rows if row["kind"] == "delayed" and row["reward_ts"] < cutoff]
+    expected, actual = settled_rows(records, rows, late, cfg, kinds=("delayed",))
     assert len(expected) > 100, len(expected)  # most conversions are settled
     problems = compare_rows(expected, actual, rel=1e-9)
     assert not problems, "\n".join(problems[:20])

@@ -16,8 +16,8 @@ from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
-from tests.integration.configs import SETTLED_MS, job_config, rewards_and_late
-from tests.reference.attribution import compare_rows, reference_rewards
+from tests.integration.configs import job_config, rewards_and_late, settled_rows
+from tests.reference.attribution import compare_rows
 
 DEDUP_TTL_MS = 2_000
 
@@ -63,18 +63,12 @@ def test_conversion_credit_reaches_touches_older_than_the_dedup_ttl(services, un
         job.cancel().result()
         kafka_tools.delete_topics(bootstrap, topics)
 
-    cutoff = max(r.ts for r in records) - SETTLED_MS
-    expected = [
-        row
-        for row in reference_rewards(records, late, cfg.attribution, cfg.rewards)
-        if row["reward_ts"] < cutoff
-    ]
+    expected, actual = settled_rows(records, rows, late, cfg)
     across = [
         row
         for row in expected
         if row["kind"] == "delayed" and row["event_ts"] < day_two_ms <= row["reward_ts"]
     ]
     assert len(across) > 20, len(across)  # day-2 conversions crediting day-1 touches
-    actual = [row for row in rows if row["reward_ts"] < cutoff]
     problems = compare_rows(expected, actual, rel=1e-9)
     assert not problems, "\n".join(problems[:20])
