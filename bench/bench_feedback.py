@@ -339,9 +339,7 @@ class LoadGenerator:
             due = int((time.monotonic() - start) * self.rate)
             ts = _now_ms()
             while done < due:
-                imp_id, imp = self._impression(
-                    campaigns[self.rng.randrange(20)], creatives[self.rng.randrange(4)], ts
-                )
+                imp_id, imp = self._impression(self.rng.choice(campaigns), self.rng.choice(creatives), ts)
                 self._send(self.impressions, imp)
                 done += 1
                 if self.rng.random() < 0.1 and done < due:
