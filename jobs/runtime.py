@@ -82,9 +82,31 @@ def flink_configuration(overrides: dict[str, str] | None = None) -> Configuratio
     # Python workers must run in this interpreter, which has the project and its dependencies.
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
-    for key, value in (overrides or {}).items():
+    for key, value in changelog_with_checkpoints(overrides or {}).items():
         conf.set_string(key, value)
     return conf
+
+
+CHECKPOINT_DIR = "execution.checkpointing.dir"
+CHANGELOG_DIR = "state.changelog.dstl.dfs.base-path"
+
+
+def changelog_with_checkpoints(overrides: dict[str, str]) -> dict[str, str]:
+    """``overrides``, with the state changelog moved next to an overridden checkpoint directory.
+
+    A test or a bench that gives a run its own checkpoint directory gets its own changelog too,
+    rather than one shared with every other run; an explicit changelog path wins.
+
+    >>> changelog_with_checkpoints({CHECKPOINT_DIR: "file:///w/checkpoints"})[CHANGELOG_DIR]
+    'file:///w/checkpoints/changelog'
+    >>> changelog_with_checkpoints({CHECKPOINT_DIR: "file:///w/c", CHANGELOG_DIR: "file:///x"})[CHANGELOG_DIR]
+    'file:///x'
+    >>> changelog_with_checkpoints({"parallelism.default": "2"})
+    {'parallelism.default': '2'}
+    """
+    if CHECKPOINT_DIR not in overrides or CHANGELOG_DIR in overrides:
+        return overrides
+    return {**overrides, CHANGELOG_DIR: overrides[CHECKPOINT_DIR].rstrip("/") + "/changelog"}
 
 
 def table_environment(

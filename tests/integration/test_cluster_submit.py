@@ -42,6 +42,7 @@ def cluster(tmp_path):
     conf["rest"]["port"] = rest_port
     conf["jobmanager"]["rpc"]["port"] = _free_port()
     conf["execution"]["checkpointing"]["dir"] = (tmp_path / "checkpoints").as_uri()
+    conf["state"]["changelog"]["dstl"]["dfs"]["base-path"] = (tmp_path / "changelog").as_uri()
     (conf_dir / "config.yaml").write_text(yaml.safe_dump(conf))
     for name in ("log4j.properties", "log4j-cli.properties", "log4j-console.properties"):
         shutil.copy(FLINK_HOME / "conf" / name, conf_dir / name)
