@@ -207,6 +207,13 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
             "the restored job's first publish",
         )
         kafka_tools.wait_until_stable(bootstrap, updates_topic, timeout_s=WAIT_S, quiet_s=15)
+        # The restored job checkpoints on (with the state changelog, a restore that does not claim
+        # the checkpoint fails at its first checkpoint, after it has already published).
+        _wait_for(
+            lambda: _latest_checkpoint_number(checkpoints, jobs[1]) > 0,
+            WAIT_S,
+            "the restored job's first checkpoint",
+        )
 
         # The reference: one uninterrupted run over the same events.
         jobs.append(_run(ref_cfg))
