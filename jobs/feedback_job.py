@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -46,10 +47,28 @@ def _sink_options(topic: str, bootstrap: str, key_fields: str | None = None) -> 
     )
 
 
+_VIEW = re.compile(r"CREATE TEMPORARY VIEW IF NOT EXISTS (\w+) AS\s", re.IGNORECASE)
+
+
+def execute_ddl(t_env: StreamTableEnvironment, statement: str) -> None:
+    """Run one of the job's DDL statements; a view is registered from its parsed query.
+
+    A view created from SQL text is parsed again wherever it is read, and each parse gives a CROSS
+    JOIN UNNEST a new correlation id. The planner then sees a different sub-plan per reader and
+    runs the unnest, and everything above it, once per reader: three times for every reward row
+    (the Kafka and Parquet sinks and the micro-batches). A view registered from a parsed Table is
+    the same plan in every reader, so it is planned once and its rows computed once."""
+    match = _VIEW.match(statement)
+    if match is None:
+        t_env.execute_sql(statement)
+    elif match.group(1) not in t_env.list_temporary_views():
+        t_env.create_temporary_view(match.group(1), t_env.sql_query(statement[match.end() :]))
+
+
 def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> None:
     """Raw Kafka tables, checked views (reason per payload), typed valid views, late/on-time split."""
     for statement in source_statements(cfg):
-        t_env.execute_sql(statement)
+        execute_ddl(t_env, statement)
 
 
 def source_statements(cfg: app_config.AppConfig) -> list[str]:
@@ -168,7 +187,7 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
         ),
         *sink_statements(cfg),
     ]:
-        t_env.execute_sql(statement)
+        execute_ddl(t_env, statement)
 
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT * FROM {views['dlq']}")
