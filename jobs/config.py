@@ -39,8 +39,14 @@ class KafkaConfig:
     group_id: str = "adloop-feedback"
     startup_mode: str = "earliest-offset"
     bounded: bool = False
+    # The job's Kafka sinks (rewards, micro-batches, policy updates, late rows, dead letters).
+    producer_linger_ms: int = 20
+    producer_batch_bytes: int = 262_144
 
     def __post_init__(self) -> None:
+        _non_negative("kafka.producer_linger_ms", self.producer_linger_ms)
+        if not isinstance(self.producer_batch_bytes, int) or self.producer_batch_bytes < 1024:
+            _bad("kafka.producer_batch_bytes", "an integer >= 1024 (bytes)", self.producer_batch_bytes)
         for host_port in self.bootstrap_servers.split(","):
             host, _, port = host_port.rpartition(":")
             if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
