@@ -361,7 +361,7 @@ CREATE TABLE IF NOT EXISTS rewards_parquet (
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT, dt STRING, hr STRING
 ) PARTITIONED BY (dt, hr) WITH (
   'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'parquet',
-  'sink.partition-commit.policy.kind' = 'success-file'
+  'parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
 );
 
 CREATE TABLE IF NOT EXISTS batches_sink (
