@@ -24,10 +24,12 @@ def test_learner_operator_has_a_fixed_uid(tmp_path):
     assert list(uids.values()).count(feedback_job.LEARNER_UID) == 1
 
 
-def test_rewards_are_unnested_once_for_all_their_readers(tmp_path):
-    # Three readers take the rewards (the Kafka and Parquet sinks and the micro-batches); the
-    # decisions of an impression are unnested once for them all: one Correlate for the initial
-    # rewards, one for the delayed ones. Views planned per reader gave six.
+def test_initial_rewards_are_unnested_once_and_impressions_deduplicated_once(tmp_path):
+    # Three readers take the rewards (the Kafka and Parquet sinks and the micro-batches). The
+    # initial reward rows (three per impression) are unnested once for them all, the delayed ones
+    # once per reader: four Correlates; from SQL text alone there were six. The deduplications stay
+    # one per stream (impressions, clicks, conversions by event_id and by conversion_id): four;
+    # sharing the delayed rows as well gave the impressions a second one.
     cfg = app_config.AppConfig()
     tables = dataclasses.replace(cfg.tables, rewards_path=str(tmp_path / "rewards"))
     cfg = dataclasses.replace(cfg, tables=tables)
@@ -35,5 +37,5 @@ def test_rewards_are_unnested_once_for_all_their_readers(tmp_path):
     statements = feedback_job.attach_learners(t_env, feedback_job.build(t_env, cfg), cfg)
     statements.attach_as_datastream()
     names = [node.getOperatorName() for node in env._generate_stream_graph(False).getStreamNodes().toArray()]
-    correlates = [name for name in names if name.startswith("Correlate")]
-    assert len(correlates) == 2, names
+    assert len([name for name in names if name.startswith("Correlate")]) == 4, names
+    assert len([name for name in names if name.startswith("Deduplicate")]) == 4, names
