@@ -1,6 +1,6 @@
 """The feedback job's stream graph, planned without running: the stateful learner operator carries
 a fixed uid, so its keyed state (the learners' params) stays restorable from a savepoint when the
-SQL part of the job, whose operators get generated ids, changes."""
+SQL part of the job, whose operators get generated ids, changes; and shared work is planned once."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ from jobs import feedback_job
 from jobs.runtime import environments
 
 
-def test_learner_operator_has_a_fixed_uid(tmp_path):
+def _stream_nodes(tmp_path) -> list:
+    """The whole job's stream nodes: what execute() would submit."""
     cfg = app_config.AppConfig()
     tables = dataclasses.replace(cfg.tables, rewards_path=str(tmp_path / "rewards"))
     cfg = dataclasses.replace(cfg, tables=tables)
     env, t_env = environments(1, None)
     statements = feedback_job.attach_learners(t_env, feedback_job.build(t_env, cfg), cfg)
     statements.attach_as_datastream()
-    graph = env._generate_stream_graph(False)  # what execute() submits, kept for inspection
-    uids = {node.getOperatorName(): node.getTransformationUID() for node in graph.getStreamNodes().toArray()}
+    return list(env._generate_stream_graph(False).getStreamNodes().toArray())
+
+
+def test_learner_operator_has_a_fixed_uid(tmp_path):
+    uids = {node.getOperatorName(): node.getTransformationUID() for node in _stream_nodes(tmp_path)}
     assert uids.get("learners") == feedback_job.LEARNER_UID, uids
     assert list(uids.values()).count(feedback_job.LEARNER_UID) == 1
 
@@ -30,12 +34,6 @@ def test_initial_rewards_are_unnested_once_and_impressions_deduplicated_once(tmp
     # once per reader: four Correlates; from SQL text alone there were six. The deduplications stay
     # one per stream (impressions, clicks, conversions by event_id and by conversion_id): four;
     # sharing the delayed rows as well gave the impressions a second one.
-    cfg = app_config.AppConfig()
-    tables = dataclasses.replace(cfg.tables, rewards_path=str(tmp_path / "rewards"))
-    cfg = dataclasses.replace(cfg, tables=tables)
-    env, t_env = environments(1, None)
-    statements = feedback_job.attach_learners(t_env, feedback_job.build(t_env, cfg), cfg)
-    statements.attach_as_datastream()
-    names = [node.getOperatorName() for node in env._generate_stream_graph(False).getStreamNodes().toArray()]
+    names = [node.getOperatorName() for node in _stream_nodes(tmp_path)]
     assert len([name for name in names if name.startswith("Correlate")]) == 4, names
     assert len([name for name in names if name.startswith("Deduplicate")]) == 4, names
