@@ -3,11 +3,20 @@ package adloop.udf;
 import java.util.ArrayList;
 import java.util.List;
 
+import org.apache.flink.core.memory.MemorySegmentFactory;
 import org.apache.flink.table.annotation.ArgumentHint;
 import org.apache.flink.table.annotation.ArgumentTrait;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.StateHint;
+import org.apache.flink.table.data.GenericRowData;
+import org.apache.flink.table.data.RowData;
+import org.apache.flink.table.data.binary.BinaryRowData;
+import org.apache.flink.table.data.binary.BinarySegmentUtils;
+import org.apache.flink.table.data.utils.JoinedRowData;
+import org.apache.flink.table.data.utils.ProjectedRowData;
 import org.apache.flink.table.functions.ProcessTableFunction;
+import org.apache.flink.table.runtime.typeutils.RowDataSerializer;
+import org.apache.flink.table.types.logical.RowType;
 import org.apache.flink.types.Row;
 
 /**
@@ -24,11 +33,18 @@ import org.apache.flink.types.Row;
  * watermark by the window.
  *
  * <p>State per impression: one row. While the impression waits for a click it holds the impression's
- * columns; once a click counted, only the window end and the mark (later clicks are ignored). A
+ * input row; once a click counted, only the window end and the mark (later clicks are ignored). A
  * click that comes before its impression is kept until the impression comes or the watermark passes
  * the click (no on-time impression early enough for it can follow). A second impression with the
  * same id while the first is in its window is ignored; ids are deduplicated by {@code event_id}
  * upstream, so this only guards against ids reused by a producer.
+ *
+ * <p>Input, stored impression and output stay in Flink's internal formats ({@link RowData}; the
+ * impression as its binary row, one BYTES value of the state). With {@code Row}s, converting every
+ * impression's decisions and features to Java objects and back (input, state read, state write,
+ * output) was a third of this function's task in a profile of the feedback job. The input is
+ * typed ({@link #INPUT_TYPE}, the columns of {@code click_events} in sql/attribution.py) because
+ * Flink 2.2.1 hands an untyped table argument over as a {@code Row} only.
  *
  * <p>State is cleared with {@code clearAllState()}, never {@code clearAll()}: clearing the timers
  * too walks the timers of every key, and called from {@code onTimer} it lost other keys' due
@@ -39,41 +55,50 @@ import org.apache.flink.types.Row;
  * dedup TTL, processing time) would drop an impression still waiting for its click.
  */
 @DataTypeHint(
-        "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE,"
-                + " features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, click_ts BIGINT>")
-public class ClickOutcomes extends ProcessTableFunction<Row> {
+        value =
+                "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE,"
+                        + " features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, click_ts BIGINT>",
+        bridgedTo = RowData.class)
+public class ClickOutcomes extends ProcessTableFunction<RowData> {
 
     private static final String STATE_TYPE =
-            "ROW<window_end BIGINT, clicked BOOLEAN, imp_time BIGINT, ts BIGINT, user_id STRING,"
+            "ROW<window_end BIGINT, clicked BOOLEAN, imp_time BIGINT, impression BYTES,"
+                    + " early_clicks ARRAY<ROW<ts BIGINT, t BIGINT>>>";
+
+    /** The input table's columns: those of {@code click_events} (sql/attribution.py). */
+    private static final String INPUT_TYPE =
+            "ROW<impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT, user_id STRING,"
                     + " campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>,"
-                    + " decisions ARRAY<MAP<STRING, STRING>>, early_clicks ARRAY<ROW<ts BIGINT, t BIGINT>>>";
+                    + " decisions ARRAY<MAP<STRING, STRING>>>";
 
     // Positions in the state row.
     private static final int WINDOW_END = 0;
     private static final int CLICKED = 1;
     private static final int IMP_TIME = 2;
-    private static final int TS = 3;
-    private static final int USER_ID = 4;
-    private static final int CAMPAIGN_ID = 5;
-    private static final int SEGMENT = 6;
-    private static final int WIN_PRICE = 7;
-    private static final int FEATURES = 8;
-    private static final int DECISIONS = 9;
-    private static final int EARLY_CLICKS = 10;
-    private static final int ARITY = 11;
+    private static final int IMPRESSION = 3;
+    private static final int EARLY_CLICKS = 4;
+
+    /** The input columns an outcome carries, in output order (before {@code click_ts}). */
+    private static final String[] OUTCOME_COLUMNS = {
+        "ts", "user_id", "campaign_id", "segment", "win_price", "features", "decisions"
+    };
+
+    /** The input's layout, from its table semantics (the same for every row of the call). */
+    private transient InputLayout layout;
 
     public void eval(
             Context ctx,
             @StateHint(type = @DataTypeHint(STATE_TYPE), ttl = AttributeConversions.NO_TTL) Row state,
             @ArgumentHint(
                             name = "input",
-                            value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
-                    Row input,
+                            value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME},
+                            type = @DataTypeHint(value = INPUT_TYPE, bridgedTo = RowData.class))
+                    RowData input,
             @ArgumentHint(name = "click_window_ms") Long clickWindowMs) {
+        InputLayout in = layout(ctx);
         TimeContext<Long> time = ctx.timeContext(Long.class);
         long t = time.time();
-        int isClick = input.getFieldAs("is_click");
-        if (isClick == 0) {
+        if (input.getInt(in.isClick) == 0) {
             if (state.getField(WINDOW_END) != null) {
                 return; // an id already in its window
             }
@@ -81,20 +106,14 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
             state.setField(WINDOW_END, windowEnd);
             state.setField(CLICKED, false);
             state.setField(IMP_TIME, t);
-            state.setField(TS, input.getFieldAs("ts"));
-            state.setField(USER_ID, input.getFieldAs("user_id"));
-            state.setField(CAMPAIGN_ID, input.getFieldAs("campaign_id"));
-            state.setField(SEGMENT, input.getFieldAs("segment"));
-            state.setField(WIN_PRICE, input.getFieldAs("win_price"));
-            state.setField(FEATURES, input.getFieldAs("features"));
-            state.setField(DECISIONS, input.getFieldAs("decisions"));
+            state.setField(IMPRESSION, in.toBytes(input));
             Row[] early = state.getFieldAs(EARLY_CLICKS);
             state.setField(EARLY_CLICKS, null);
             if (early != null) {
                 for (Row click : early) { // in arrival order: the first inside the window counts
                     long clickTime = click.getFieldAs(1);
                     if (clickTime >= t && clickTime <= windowEnd) {
-                        emitClicked(state, click.getFieldAs(0));
+                        emitClicked(in, state, click.getFieldAs(0));
                         break;
                     }
                 }
@@ -105,7 +124,7 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
             long impTime = state.getFieldAs(IMP_TIME);
             long windowEnd = state.getFieldAs(WINDOW_END);
             if (!clicked && t >= impTime && t <= windowEnd) {
-                emitClicked(state, input.getFieldAs("ts"));
+                emitClicked(in, state, input.getLong(in.ts));
             }
         } else {
             Row[] early = state.getFieldAs(EARLY_CLICKS);
@@ -113,7 +132,7 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
             if (early != null) {
                 clicks.addAll(List.of(early));
             }
-            clicks.add(Row.of(input.getFieldAs("ts"), t));
+            clicks.add(Row.of(input.getLong(in.ts), t));
             state.setField(EARLY_CLICKS, clicks.toArray(new Row[0]));
             time.registerOnTime(t);
         }
@@ -136,31 +155,57 @@ public class ClickOutcomes extends ProcessTableFunction<Row> {
             }
         } else if (now >= (long) windowEnd) {
             if (!(boolean) state.getFieldAs(CLICKED)) {
-                collect(outcome(state, null));
+                collect(layout(ctx).outcome(state.getFieldAs(IMPRESSION), null));
             }
             ctx.clearAllState();
         }
         // else: an early click's timer after its impression came; the window timer is still due.
     }
 
-    private void emitClicked(Row state, Long clickTs) {
-        collect(outcome(state, clickTs));
+    private void emitClicked(InputLayout in, Row state, long clickTs) {
+        collect(in.outcome(state.getFieldAs(IMPRESSION), clickTs));
         // Only the window and the mark stay: later clicks of this impression do not count.
-        for (int i = IMP_TIME + 1; i < ARITY; i++) {
-            state.setField(i, null);
-        }
+        state.setField(IMPRESSION, null);
         state.setField(CLICKED, true);
     }
 
-    private static Row outcome(Row state, Long clickTs) {
-        return Row.of(
-                state.getField(TS),
-                state.getField(USER_ID),
-                state.getField(CAMPAIGN_ID),
-                state.getField(SEGMENT),
-                state.getField(WIN_PRICE),
-                state.getField(FEATURES),
-                state.getField(DECISIONS),
-                clickTs);
+    private InputLayout layout(Context ctx) {
+        if (layout == null) {
+            layout = new InputLayout((RowType) ctx.tableSemanticsFor("input").dataType().getLogicalType());
+        }
+        return layout;
+    }
+
+    /** Where the columns are in the input row, and how a stored impression becomes an outcome. */
+    private static final class InputLayout {
+        final int isClick;
+        final int ts;
+        private final int arity;
+        private final int[] outcomeColumns = new int[OUTCOME_COLUMNS.length];
+        private final RowDataSerializer serializer;
+
+        InputLayout(RowType type) {
+            isClick = type.getFieldIndex("is_click");
+            ts = type.getFieldIndex("ts");
+            arity = type.getFieldCount();
+            for (int i = 0; i < OUTCOME_COLUMNS.length; i++) {
+                outcomeColumns[i] = type.getFieldIndex(OUTCOME_COLUMNS[i]);
+            }
+            serializer = new RowDataSerializer(type);
+        }
+
+        /** The input row in Flink's binary row format. */
+        byte[] toBytes(RowData input) {
+            BinaryRowData row = serializer.toBinaryRow(input);
+            return BinarySegmentUtils.copyToBytes(row.getSegments(), row.getOffset(), row.getSizeInBytes());
+        }
+
+        /** The outcome of a stored impression: its outcome columns, then {@code click_ts}. */
+        RowData outcome(byte[] impression, Long clickTs) {
+            BinaryRowData row = new BinaryRowData(arity);
+            row.pointTo(MemorySegmentFactory.wrap(impression), 0, impression.length);
+            return new JoinedRowData(
+                    ProjectedRowData.from(outcomeColumns).replaceRow(row), GenericRowData.of(clickTs));
+        }
     }
 }
