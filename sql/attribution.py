@@ -87,13 +87,15 @@ FROM (
         # watermark passes its window end, too late for a conversion inside that window. Only the
         # view touch carries the impression's payload (ADLOOP_ATTRIBUTE finds it there for the
         # click), so the click function's state, one row per impression in its window, stays small.
+        # The payload travels as its UTF-8 bytes: ADLOOP_ATTRIBUTE keeps it as it is, where a STRING
+        # was decoded into a Java string and encoded again for every touch it stored.
         """CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, payload AS imp_payload
+       0 AS is_click, CAST(payload AS BYTES) AS imp_payload
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS STRING) AS imp_payload
+       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS BYTES) AS imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL""",
         # Touches and conversions in one stream, for ADLOOP_ATTRIBUTE (udf/, a process table function).
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
@@ -103,7 +105,7 @@ SELECT {_PAIR_KEY} AS pair_key, campaign_id, touch_time AS event_time,
 FROM touches
 UNION ALL
 SELECT {_PAIR_KEY}, campaign_id, rowtime, conversion_id, CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS STRING), `value`
+       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS BYTES), `value`
 FROM ontime_conversions""",
         # (conversion, impression, credit): a conversion's value shared over its touches in the
         # lookback once the watermark reaches it; a view and a click of one impression summed.
@@ -129,7 +131,7 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        imp_ts AS event_ts, conv_ts AS reward_ts
 FROM (
   SELECT c.*, {_DECISION_COLUMNS}, c.parsed.number_arrays['features'] AS features
-  FROM (SELECT *, {parse_expression(events.IMPRESSIONS, "imp_payload")} AS parsed FROM impression_credits) c
+  FROM (SELECT *, {parse_expression(events.IMPRESSIONS, "CAST(imp_payload AS STRING)")} AS parsed FROM impression_credits) c
   CROSS JOIN UNNEST(c.parsed.object_arrays['decisions']) AS d (decision)
 )""",
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS

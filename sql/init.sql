@@ -269,11 +269,11 @@ FROM (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, payload AS imp_payload
+       0 AS is_click, CAST(payload AS BYTES) AS imp_payload
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS STRING) AS imp_payload
+       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS BYTES) AS imp_payload
 FROM impression_outcomes WHERE click_ts IS NOT NULL;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
@@ -283,7 +283,7 @@ SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id) A
 FROM touches
 UNION ALL
 SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id), campaign_id, rowtime, conversion_id, CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS STRING), `value`
+       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS BYTES), `value`
 FROM ontime_conversions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
@@ -308,7 +308,7 @@ FROM (
     decision['action'] AS action,
     CAST(decision['propensity'] AS DOUBLE) AS propensity,
     CAST(decision['policy_version'] AS BIGINT) AS policy_version, c.parsed.number_arrays['features'] AS features
-  FROM (SELECT *, ADLOOP_PARSE(imp_payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM impression_credits) c
+  FROM (SELECT *, ADLOOP_PARSE(CAST(imp_payload AS STRING), '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM impression_credits) c
   CROSS JOIN UNNEST(c.parsed.object_arrays['decisions']) AS d (decision)
 );
 

@@ -32,9 +32,9 @@ import org.apache.flink.types.Row;
  * a lookback after the conversion. Here the output is timed at the conversion and the watermark
  * passes through undelayed.
  *
- * <p>Only view touches carry the impression's payload (for the delayed reward rows); a click touch
- * has NULL and its credit row takes the payload of its impression's view touch, which every
- * counted click has (both come from the same on-time impression).
+ * <p>Only view touches carry the impression's payload (its UTF-8 bytes, for the delayed reward
+ * rows); a click touch has NULL and its credit row takes the payload of its impression's view
+ * touch, which every counted click has (both come from the same on-time impression).
  *
  * <p>State per (user, campaign): the touches of the last lookback and the conversions waiting for
  * the watermark. The model settings travel with each waiting conversion (timers get no call
@@ -50,12 +50,12 @@ import org.apache.flink.types.Row;
  */
 @DataTypeHint(
         "ROW<conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, conv_ts BIGINT,"
-                + " conv_value DOUBLE, credit DOUBLE, imp_payload STRING>")
+                + " conv_value DOUBLE, credit DOUBLE, imp_payload BYTES>")
 public class AttributeConversions extends ProcessTableFunction<Row> {
 
     private static final String TOUCH_TYPE =
             "ARRAY<ROW<impression_id STRING, segment STRING, imp_ts BIGINT, touch_ts BIGINT,"
-                    + " is_click INT, imp_payload STRING>>";
+                    + " is_click INT, imp_payload BYTES>>";
     private static final String PENDING_TYPE =
             "ARRAY<ROW<conversion_id STRING, campaign_id STRING, conv_ts BIGINT, conv_value DOUBLE, lookback_ms BIGINT,"
                     + " half_life_ms BIGINT, click_boost DOUBLE, last_touch BOOLEAN>>";
@@ -187,7 +187,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
      */
     private static void dropOlderThan(ListView<Row> touches, long bound, Touches meta) throws Exception {
         List<Row> kept = new ArrayList<>();
-        Map<String, String> droppedPayloads = new HashMap<>();
+        Map<String, byte[]> droppedPayloads = new HashMap<>();
         Long oldest = null;
         for (Row touch : touches.get()) {
             long ts = touch.getFieldAs(3);
@@ -221,7 +221,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         boolean lastTouch = conversion.getFieldAs(7);
 
         List<Row> window = new ArrayList<>();
-        Map<String, String> payloads = new HashMap<>(); // impression_id -> payload (its view touch's)
+        Map<String, byte[]> payloads = new HashMap<>(); // impression_id -> payload (its view touch's)
         for (Row touch : touches) {
             long ts = touch.getFieldAs(3);
             if (ts >= convTs - lookbackMs && ts <= convTs) {
