@@ -47,6 +47,7 @@ _PAIR_KEY = "CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign
 
 
 def view_statements(cfg: AttributionConfig, rewards: RewardConfig) -> list[str]:
+    parsed_payload = parse_expression(events.IMPRESSIONS, "CAST(imp_payload AS STRING)")
     statements = [
         # Impressions and clicks in one stream, for ADLOOP_CLICK_OUTCOMES (udf/, a process table function).
         """CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
@@ -130,9 +131,9 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts
 FROM (
-  SELECT c.*, {_DECISION_COLUMNS}, c.parsed.number_arrays['features'] AS features
-  FROM (SELECT *, {parse_expression(events.IMPRESSIONS, "CAST(imp_payload AS STRING)")} AS parsed FROM impression_credits) c
-  CROSS JOIN UNNEST(c.parsed.object_arrays['decisions']) AS d (decision)
+  SELECT c.*, {_DECISION_COLUMNS}, c.parsed.features AS features
+  FROM (SELECT *, {parsed_payload} AS parsed FROM impression_credits) c
+  CROSS JOIN UNNEST(c.parsed.decisions) AS d (decision)
 )""",
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards""",

@@ -157,18 +157,15 @@ def rules(topic: str) -> str:
 
 
 def parse_expression(topic: str, column: str = "payload") -> str:
-    """``ADLOOP_PARSE`` of ``column`` under ``topic``'s rules: (reason, scalars, number_arrays,
-    object_arrays), one JSON parse per record."""
+    """``ADLOOP_PARSE`` of ``column`` under ``topic``'s rules, one JSON parse per record: a row of
+    ``reason``, ``schema_version`` and the topic's fields, typed (udf/.../ParseEvent.java)."""
     return f"ADLOOP_PARSE({column}, {_quote(rules(topic))})"
 
 
 def reason_expression(max_future_ms: int) -> str:
     """NULL for a valid payload, else its reason code: ADLOOP_PARSE's, or ``future_timestamp``
     relative to the time the record was written to Kafka (so a replay judges it the same way)."""
-    future = (
-        f"TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > "
-        f"TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts)"
-    )
+    future = f"TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts)"
     return (
         "CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason\n"
         f"    WHEN {future} THEN 'future_timestamp'\n    ELSE CAST(NULL AS STRING) END"
@@ -187,12 +184,11 @@ FROM (SELECT *, {parse_expression(topic)} AS parsed FROM {raw_table})"""
 def _typed_columns(topic: str) -> list[str]:
     cols = []
     for col in events.columns(topic):
-        cols.append(f"CAST(parsed.scalars['{col.name}'] AS {col.sql_type}) AS `{col.name}`")
+        cols.append(f"CAST(parsed.`{col.name}` AS {col.sql_type}) AS `{col.name}`")
     spec = events.schema(topic)["properties"]
     for name, prop in spec.items():
         if prop.get("type") == "array":
-            kind = "number_arrays" if prop["items"].get("type") == "number" else "object_arrays"
-            cols.append(f"parsed.{kind}['{name}'] AS `{name}`")
+            cols.append(f"parsed.`{name}` AS `{name}`")
     return [*cols, "payload", "src_topic", "src_partition", "src_offset", "rowtime", "proctime"]
 
 

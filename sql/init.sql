@@ -96,25 +96,25 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_impressions AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
-    WHEN TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
 FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM raw_impressions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_impressions AS
 SELECT
-  CAST(parsed.scalars['schema_version'] AS BIGINT) AS `schema_version`,
-  CAST(parsed.scalars['event_id'] AS STRING) AS `event_id`,
-  CAST(parsed.scalars['impression_id'] AS STRING) AS `impression_id`,
-  CAST(parsed.scalars['ts'] AS BIGINT) AS `ts`,
-  CAST(parsed.scalars['user_id'] AS STRING) AS `user_id`,
-  CAST(parsed.scalars['campaign_id'] AS STRING) AS `campaign_id`,
-  CAST(parsed.scalars['segment'] AS STRING) AS `segment`,
-  CAST(parsed.scalars['creative_id'] AS STRING) AS `creative_id`,
-  CAST(parsed.scalars['bid_price'] AS DOUBLE) AS `bid_price`,
-  CAST(parsed.scalars['win_price'] AS DOUBLE) AS `win_price`,
-  parsed.number_arrays['features'] AS `features`,
-  parsed.object_arrays['decisions'] AS `decisions`,
+  CAST(parsed.`schema_version` AS BIGINT) AS `schema_version`,
+  CAST(parsed.`event_id` AS STRING) AS `event_id`,
+  CAST(parsed.`impression_id` AS STRING) AS `impression_id`,
+  CAST(parsed.`ts` AS BIGINT) AS `ts`,
+  CAST(parsed.`user_id` AS STRING) AS `user_id`,
+  CAST(parsed.`campaign_id` AS STRING) AS `campaign_id`,
+  CAST(parsed.`segment` AS STRING) AS `segment`,
+  CAST(parsed.`creative_id` AS STRING) AS `creative_id`,
+  CAST(parsed.`bid_price` AS DOUBLE) AS `bid_price`,
+  CAST(parsed.`win_price` AS DOUBLE) AS `win_price`,
+  parsed.`features` AS `features`,
+  parsed.`decisions` AS `decisions`,
   payload,
   src_topic,
   src_partition,
@@ -152,17 +152,17 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_clicks AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
-    WHEN TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
 FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0}]}') AS parsed FROM raw_clicks);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_clicks AS
 SELECT
-  CAST(parsed.scalars['schema_version'] AS BIGINT) AS `schema_version`,
-  CAST(parsed.scalars['event_id'] AS STRING) AS `event_id`,
-  CAST(parsed.scalars['impression_id'] AS STRING) AS `impression_id`,
-  CAST(parsed.scalars['ts'] AS BIGINT) AS `ts`,
+  CAST(parsed.`schema_version` AS BIGINT) AS `schema_version`,
+  CAST(parsed.`event_id` AS STRING) AS `event_id`,
+  CAST(parsed.`impression_id` AS STRING) AS `impression_id`,
+  CAST(parsed.`ts` AS BIGINT) AS `ts`,
   payload,
   src_topic,
   src_partition,
@@ -200,20 +200,20 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_conversions AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
-    WHEN TO_TIMESTAMP_LTZ(CAST(parsed.scalars['ts'] AS BIGINT), 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
 FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"conversion_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"value","type":"number","required":true,"minimum":0}]}') AS parsed FROM raw_conversions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_conversions AS
 SELECT
-  CAST(parsed.scalars['schema_version'] AS BIGINT) AS `schema_version`,
-  CAST(parsed.scalars['event_id'] AS STRING) AS `event_id`,
-  CAST(parsed.scalars['conversion_id'] AS STRING) AS `conversion_id`,
-  CAST(parsed.scalars['ts'] AS BIGINT) AS `ts`,
-  CAST(parsed.scalars['user_id'] AS STRING) AS `user_id`,
-  CAST(parsed.scalars['campaign_id'] AS STRING) AS `campaign_id`,
-  CAST(parsed.scalars['value'] AS DOUBLE) AS `value`,
+  CAST(parsed.`schema_version` AS BIGINT) AS `schema_version`,
+  CAST(parsed.`event_id` AS STRING) AS `event_id`,
+  CAST(parsed.`conversion_id` AS STRING) AS `conversion_id`,
+  CAST(parsed.`ts` AS BIGINT) AS `ts`,
+  CAST(parsed.`user_id` AS STRING) AS `user_id`,
+  CAST(parsed.`campaign_id` AS STRING) AS `campaign_id`,
+  CAST(parsed.`value` AS DOUBLE) AS `value`,
   payload,
   src_topic,
   src_partition,
@@ -307,9 +307,9 @@ FROM (
   SELECT c.*, decision['agent'] AS agent,
     decision['action'] AS action,
     CAST(decision['propensity'] AS DOUBLE) AS propensity,
-    CAST(decision['policy_version'] AS BIGINT) AS policy_version, c.parsed.number_arrays['features'] AS features
+    CAST(decision['policy_version'] AS BIGINT) AS policy_version, c.parsed.features AS features
   FROM (SELECT *, ADLOOP_PARSE(CAST(imp_payload AS STRING), '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM impression_credits) c
-  CROSS JOIN UNNEST(c.parsed.object_arrays['decisions']) AS d (decision)
+  CROSS JOIN UNNEST(c.parsed.decisions) AS d (decision)
 );
 
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
