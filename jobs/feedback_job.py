@@ -191,18 +191,7 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
     (with :func:`attach_with_stream` when a DataStream part reads from the same SQL)."""
     t_env.get_config().set("table.exec.state.ttl", f"{cfg.ingest.dedup_ttl_ms} ms")
     views = SQL_OUTPUTS
-    for statement in [
-        *source_statements(cfg),
-        *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
-        *output_views(),
-        *batches_sql.batches_views(
-            cfg.batches.interval_ms,
-            cfg.batches.feature_dim,
-            source=views["rewards"],
-            contextual_agents=cfg.learners.contextual_agents(),
-        ),
-        *sink_statements(cfg),
-    ]:
+    for statement in ddl_statements(cfg):
         execute_ddl(t_env, statement)
 
     statements = t_env.create_statement_set()

@@ -112,7 +112,7 @@ public class ParseEvent extends ScalarFunction {
             }
             String reason = field.type.equals("array")
                     ? checkArray(field, value, parsed)
-                    : checkScalar(field, field.name, value, parsed);
+                    : checkScalar(field, field.name, value, parsed, false);
             if (reason != null) {
                 return spec.rejected(reason);
             }
@@ -141,10 +141,6 @@ public class ParseEvent extends ScalarFunction {
      * A scalar field's reason code, or NULL after putting its value in {@code out[0]}: StringData,
      * Long or Double, or (with {@code canonical}) its canonical string as StringData.
      */
-    private static String checkScalar(Rules.Field field, String path, JsonNode value, Object[] out) {
-        return checkScalar(field, path, value, out, false);
-    }
-
     private static String checkScalar(
             Rules.Field field, String path, JsonNode value, Object[] out, boolean canonical) {
         Object parsed;
