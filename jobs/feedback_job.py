@@ -149,12 +149,13 @@ def sink_statements(cfg: app_config.AppConfig) -> list[str]:
         # Files are committed on checkpoints only, so each row lands exactly once. Pages are
         # plain-encoded (and Snappy-compressed): trying a dictionary per column and file was 29% of
         # the writer's CPU, and on the 30-day replay the writer fell back to plain pages anyway
-        # (37.5 MB in ~760 files with or without).
+        # (37.5 MB in ~760 files with or without). 'adloop-parquet' is Parquet written through a
+        # buffer (udf/.../BufferedParquetFormatFactory.java): the same files, read as 'parquet'.
         f"""CREATE TABLE IF NOT EXISTS rewards_parquet (
   schema_version INT, {REWARD_COLUMNS}, dt STRING, hr STRING
 ) PARTITIONED BY (dt, hr) WITH (
-  'connector' = 'filesystem', 'path' = '{cfg.tables.rewards_uri()}', 'format' = 'parquet',
-  'parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
+  'connector' = 'filesystem', 'path' = '{cfg.tables.rewards_uri()}', 'format' = 'adloop-parquet',
+  'adloop-parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
 )""",
         f"""CREATE TABLE IF NOT EXISTS batches_sink (
   {BATCH_COLUMNS}

@@ -360,8 +360,8 @@ CREATE TABLE IF NOT EXISTS rewards_parquet (
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT, dt STRING, hr STRING
 ) PARTITIONED BY (dt, hr) WITH (
-  'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'parquet',
-  'parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
+  'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'adloop-parquet',
+  'adloop-parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
 );
 
 CREATE TABLE IF NOT EXISTS batches_sink (
