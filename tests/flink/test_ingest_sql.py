@@ -91,3 +91,43 @@ FROM raw_elements""")
     with t_env.execute_sql("SELECT src_offset, reason FROM checked_impressions").collect() as results:
         got = {names[row[0]]: row[1] for row in results}
     assert got == {name: reason for name, (_, reason) in CASES.items()}
+
+
+# ADLOOP_JSON_LONG(payload, 'ts') feeds event time and the watermark before validation. Its
+# answer is that of a streaming JSON read that stops at the field: what follows the field is
+# never read, what comes before it must be well-formed.
+JSON_LONG_CASES = {
+    "first field": ('{"ts": 5, "a": 1}', 5),
+    "after containers, escapes and literals": (
+        '{"d": [{"a": [1, {"b": null}], "c": "x\\"y\\u00e9"}], "f": [1.5e3, -2E-1], "ok": true, "ts": -42}',
+        -42,
+    ),
+    "key spelled with an escape": ('{"t\\u0073": 7}', 7),
+    "non-ASCII text before it": ('{"user": "élève", "ts": 3}', 3),
+    "malformed after it": ('{"ts": 8, "x": }', 8),
+    "first of two": ('{"ts": 1, "ts": 2}', 1),
+    "smallest long": ('{"ts": -9223372036854775808}', -9223372036854775808),
+    "malformed before it": ('{"x": tru, "ts": 8}', None),
+    "fraction": ('{"ts": 1.5}', None),
+    "exponent": ('{"ts": 1e3}', None),
+    "string": ('{"ts": "12"}', None),
+    "beyond a long": ('{"ts": 9223372036854775808}', None),
+    "leading zero": ('{"ts": 012}', None),
+    "missing": ('{"a": 1}', None),
+    "only nested": ('{"a": {"ts": 5}}', None),
+    "array": ("[1]", None),
+    "truncated": ('{"a": [1, 2', None),
+    "empty": ("", None),
+}
+
+
+def test_json_long_reads_a_top_level_integer_as_a_streaming_parser_does(t_env):
+    names = list(JSON_LONG_CASES)
+    rows = [(i, JSON_LONG_CASES[n][0]) for i, n in enumerate(names)]
+    t_env.create_temporary_view("json_long_cases", t_env.from_elements(rows, ["id", "payload"]))
+    for statement in ingest.function_statements():
+        t_env.execute_sql(statement)
+    query = "SELECT id, ADLOOP_JSON_LONG(payload, 'ts') FROM json_long_cases"
+    with t_env.execute_sql(query).collect() as results:
+        got = {names[row[0]]: row[1] for row in results}
+    assert got == {name: value for name, (_, value) in JSON_LONG_CASES.items()}
