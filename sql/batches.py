@@ -40,20 +40,25 @@ def batches_views(
     aggregation and JSON cost, for learners that never read them.
     """
     block_ms = 86_400_000 // n_blocks
+    # Columns in the order the aggregate reads them (keys, MAX's argument, ADLOOP_ARM_STATS's,
+    # the time attribute): the planner pushes this projection under the union of initial and
+    # delayed rewards, and with nothing left to reorder no projection of its own runs over it.
     keyed = f"""CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
-SELECT *, action AS arm, PROCTIME() AS arrived,
+SELECT campaign_id, agent, reward_ts,
        CASE WHEN agent = 'creative' THEN ''
-            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / {block_ms} AS STRING), '|', segment) END AS state
+            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / {block_ms} AS STRING), '|', segment) END AS state,
+       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, features
 FROM {source}"""
     contextual = sorted(contextual_agents) if feature_dim > 0 else []
+    stats = "ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost"
     if contextual:
         agents = ", ".join(f"'{a}'" for a in contextual)
-        dim = f"CASE WHEN agent IN ({agents}) THEN {feature_dim} ELSE 0 END"
+        stats += f", features, CASE WHEN agent IN ({agents}) THEN {feature_dim} ELSE 0 END)"
     else:
-        dim = "0"
+        stats += ")"  # no context sums: the features are not read, nor shuffled to the aggregate
     batches = f"""CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
-  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost, features, {dim}) AS arms
+  {stats} AS arms
 FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), {interval(interval_ms)}))
 GROUP BY window_start, window_end, campaign_id, agent"""
     return [keyed, batches, batch_arms_view("learner_batches")]

@@ -324,14 +324,15 @@ UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, t
 UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_conversions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
-SELECT *, action AS arm, PROCTIME() AS arrived,
+SELECT campaign_id, agent, reward_ts,
        CASE WHEN agent = 'creative' THEN ''
-            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / 3600000 AS STRING), '|', segment) END AS state
+            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / 3600000 AS STRING), '|', segment) END AS state,
+       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, features
 FROM rewards;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
-  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost, features, 0) AS arms
+  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost) AS arms
 FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:01.000' DAY(3) TO SECOND(3)))
 GROUP BY window_start, window_end, campaign_id, agent;
 

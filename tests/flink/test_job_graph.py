@@ -5,21 +5,26 @@ SQL part of the job, whose operators get generated ids, changes; and shared work
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from jobs import config as app_config
 from jobs import feedback_job
 from jobs.runtime import environments
 
 
-def _stream_nodes(tmp_path) -> list:
-    """The whole job's stream nodes: what execute() would submit."""
+def _stream_graph(tmp_path):
+    """The whole job's stream graph: what execute() would submit."""
     cfg = app_config.AppConfig()
     tables = dataclasses.replace(cfg.tables, rewards_path=str(tmp_path / "rewards"))
     cfg = dataclasses.replace(cfg, tables=tables)
     env, t_env = environments(1, None)
     statements = feedback_job.attach_learners(t_env, feedback_job.build(t_env, cfg), cfg)
     statements.attach_as_datastream()
-    return list(env._generate_stream_graph(False).getStreamNodes().toArray())
+    return env._generate_stream_graph(False)
+
+
+def _stream_nodes(tmp_path) -> list:
+    return list(_stream_graph(tmp_path).getStreamNodes().toArray())
 
 
 def test_learner_operator_has_a_fixed_uid(tmp_path):
@@ -37,3 +42,13 @@ def test_initial_rewards_are_unnested_once_and_impressions_deduplicated_once(tmp
     names = [node.getOperatorName() for node in _stream_nodes(tmp_path)]
     assert len([name for name in names if name.startswith("Correlate")]) == 4, names
     assert len([name for name in names if name.startswith("Deduplicate")]) == 4, names
+
+
+def test_no_task_of_the_job_is_a_lone_projection(tmp_path):
+    # A union's reader cannot chain to either input, so a projection over the union of initial and
+    # delayed reward rows would be a task of its own, every row one network hop more on its way to
+    # the micro-batches. keyed_rewards lists its columns in the order the aggregate reads them,
+    # so the planner pushes it under the union and leaves nothing to do over it.
+    vertices = _stream_graph(tmp_path).getJobGraph().getVerticesAsArray()
+    names = [vertex.getName() for vertex in vertices]
+    assert [name for name in names if re.fullmatch(r"Calc\[\d+\]", name)] == [], names

@@ -12,7 +12,7 @@ import org.apache.flink.table.functions.AggregateFunction;
 import org.apache.flink.types.Row;
 
 /**
- * {@code ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost, features, d)}: the learners'
+ * {@code ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost[, features, d])}: the learners'
  * sufficient statistics of every (state, arm) of a group, as one array (learners/batch.py,
  * {@code ArmStats}).
  *
@@ -56,6 +56,16 @@ public class ArmStats extends AggregateFunction<Row[], ArmStats.Acc> {
     @Override
     public Acc createAccumulator() {
         return new Acc();
+    }
+
+    /**
+     * Without context sums ({@code d = 0}): the features column is not read, so the planner drops
+     * it from the rows shuffled to the aggregate, and no constant argument keeps a projection of
+     * its own over the union of initial and delayed rewards.
+     */
+    public void accumulate(
+            Acc acc, String state, String arm, String kind, Double reward, Double propensity, Double cost) {
+        accumulate(acc, state, arm, kind, reward, propensity, cost, null, 0);
     }
 
     public void accumulate(
