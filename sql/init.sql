@@ -342,18 +342,18 @@ FROM learner_batches AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, re
 
 CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS late_sink (
   payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
   segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS rewards_parquet (
   schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
@@ -370,4 +370,4 @@ CREATE TABLE IF NOT EXISTS batches_sink (
   arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
   rx ARRAY<DOUBLE>>>
-) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'key.format' = 'json', 'key.fields' = 'campaign_id;agent', 'value.format' = 'json', 'value.fields-include' = 'ALL');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'key.format' = 'adloop-json', 'key.fields' = 'campaign_id;agent', 'value.format' = 'adloop-json', 'value.fields-include' = 'ALL');
