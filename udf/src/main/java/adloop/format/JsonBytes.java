@@ -123,12 +123,7 @@ final class JsonBytes {
                 bytes[size++] = (byte) (0xC0 | (c >> 6));
                 bytes[size++] = (byte) (0x80 | (c & 0x3F));
             } else if (Character.isSurrogate(c)) {
-                bytes[size++] = '\\';
-                bytes[size++] = 'u';
-                bytes[size++] = HEX[(c >> 12) & 0xF];
-                bytes[size++] = HEX[(c >> 8) & 0xF];
-                bytes[size++] = HEX[(c >> 4) & 0xF];
-                bytes[size++] = HEX[c & 0xF];
+                writeUnicodeEscape(c);
             } else {
                 bytes[size++] = (byte) (0xE0 | (c >> 12));
                 bytes[size++] = (byte) (0x80 | ((c >> 6) & 0x3F));
@@ -138,36 +133,45 @@ final class JsonBytes {
         write((byte) '"');
     }
 
-    private void writeEscape(byte b) {
+    /** Backslash, u and four upper-case hex digits, as Jackson writes them. */
+    private void writeUnicodeEscape(int c) {
         ensure(6);
         bytes[size++] = '\\';
+        bytes[size++] = 'u';
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            bytes[size++] = HEX[(c >> shift) & 0xF];
+        }
+    }
+
+    private void writeEscape(byte b) {
+        byte letter;
         switch (b) {
             case '"':
             case '\\':
-                bytes[size++] = b;
+                letter = b;
                 break;
             case '\b':
-                bytes[size++] = 'b';
+                letter = 'b';
                 break;
             case '\t':
-                bytes[size++] = 't';
+                letter = 't';
                 break;
             case '\f':
-                bytes[size++] = 'f';
+                letter = 'f';
                 break;
             case '\n':
-                bytes[size++] = 'n';
+                letter = 'n';
                 break;
             case '\r':
-                bytes[size++] = 'r';
+                letter = 'r';
                 break;
             default:
-                bytes[size++] = 'u';
-                bytes[size++] = '0';
-                bytes[size++] = '0';
-                bytes[size++] = HEX[(b >> 4) & 0xF];
-                bytes[size++] = HEX[b & 0xF];
+                writeUnicodeEscape(b);
+                return;
         }
+        ensure(2);
+        bytes[size++] = '\\';
+        bytes[size++] = letter;
     }
 
     private void ensure(int more) {

@@ -21,6 +21,9 @@ final class JsonWriters {
     private static final byte[] NULL = "null".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] TRUE = "true".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] FALSE = "false".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] COMMA = {','};
+    private static final byte[] COLON = {':'};
+    private static final byte[] NOTHING = {};
 
     private JsonWriters() {}
 
@@ -56,67 +59,21 @@ final class JsonWriters {
                     }
                 };
             case TINYINT:
-                return new Writer() {
-                    public void write(JsonBytes out, RowData row, int pos) {
-                        out.writeLong(row.getByte(pos));
-                    }
-
-                    public void write(JsonBytes out, ArrayData array, int pos) {
-                        out.writeLong(array.getByte(pos));
-                    }
-                };
+                return integer(RowData::getByte, ArrayData::getByte);
             case SMALLINT:
-                return new Writer() {
-                    public void write(JsonBytes out, RowData row, int pos) {
-                        out.writeLong(row.getShort(pos));
-                    }
-
-                    public void write(JsonBytes out, ArrayData array, int pos) {
-                        out.writeLong(array.getShort(pos));
-                    }
-                };
+                return integer(RowData::getShort, ArrayData::getShort);
             case INTEGER:
-                return new Writer() {
-                    public void write(JsonBytes out, RowData row, int pos) {
-                        out.writeLong(row.getInt(pos));
-                    }
-
-                    public void write(JsonBytes out, ArrayData array, int pos) {
-                        out.writeLong(array.getInt(pos));
-                    }
-                };
+                return integer(RowData::getInt, ArrayData::getInt);
             case BIGINT:
-                return new Writer() {
-                    public void write(JsonBytes out, RowData row, int pos) {
-                        out.writeLong(row.getLong(pos));
-                    }
-
-                    public void write(JsonBytes out, ArrayData array, int pos) {
-                        out.writeLong(array.getLong(pos));
-                    }
-                };
+                return integer(RowData::getLong, ArrayData::getLong);
             case FLOAT:
-                return new Writer() {
-                    public void write(JsonBytes out, RowData row, int pos) {
-                        writeFloat(out, row.getFloat(pos));
-                    }
-
-                    public void write(JsonBytes out, ArrayData array, int pos) {
-                        writeFloat(out, array.getFloat(pos));
-                    }
-                };
+                return floating(RowData::getFloat, ArrayData::getFloat, true);
             case DOUBLE:
-                return new Writer() {
-                    public void write(JsonBytes out, RowData row, int pos) {
-                        writeDouble(out, row.getDouble(pos));
-                    }
-
-                    public void write(JsonBytes out, ArrayData array, int pos) {
-                        writeDouble(out, array.getDouble(pos));
-                    }
-                };
+                return floating(RowData::getDouble, ArrayData::getDouble, false);
             case ARRAY:
-                return new ArrayWriter(forType(((ArrayType) type).getElementType(), path + "[]"));
+                Writer element = forType(((ArrayType) type).getElementType(), path + "[]");
+                return nested(
+                        RowData::getArray, ArrayData::getArray, (out, array) -> writeArray(out, array, element));
             case ROW:
                 return new RowWriter((RowType) type, path);
             case MAP:
@@ -125,10 +82,78 @@ final class JsonWriters {
                 if (key.getTypeRoot() != LogicalTypeRoot.VARCHAR && key.getTypeRoot() != LogicalTypeRoot.CHAR) {
                     throw unsupported(type, path);
                 }
-                return new MapWriter(forType(map.getValueType(), path + "{}"));
+                Writer value = forType(map.getValueType(), path + "{}");
+                return nested(RowData::getMap, ArrayData::getMap, (out, pairs) -> writeMap(out, pairs, value));
             default:
                 throw unsupported(type, path);
         }
+    }
+
+    // A number from a row field or an array element, widened (any integer fits a long).
+    private interface LongFromRow {
+        long get(RowData row, int pos);
+    }
+
+    private interface LongFromArray {
+        long get(ArrayData array, int pos);
+    }
+
+    private interface DoubleFromRow {
+        double get(RowData row, int pos);
+    }
+
+    private interface DoubleFromArray {
+        double get(ArrayData array, int pos);
+    }
+
+    private static Writer integer(LongFromRow fromRow, LongFromArray fromArray) {
+        return new Writer() {
+            public void write(JsonBytes out, RowData row, int pos) {
+                out.writeLong(fromRow.get(row, pos));
+            }
+
+            public void write(JsonBytes out, ArrayData array, int pos) {
+                out.writeLong(fromArray.get(array, pos));
+            }
+        };
+    }
+
+    /** {@code isFloat}: a FLOAT column, printed with the JDK's float digits as Flink's format does. */
+    private static Writer floating(DoubleFromRow fromRow, DoubleFromArray fromArray, boolean isFloat) {
+        return new Writer() {
+            public void write(JsonBytes out, RowData row, int pos) {
+                writeFloating(out, fromRow.get(row, pos), isFloat);
+            }
+
+            public void write(JsonBytes out, ArrayData array, int pos) {
+                writeFloating(out, fromArray.get(array, pos), isFloat);
+            }
+        };
+    }
+
+    private interface FromRow<T> {
+        T get(RowData row, int pos);
+    }
+
+    private interface FromArray<T> {
+        T get(ArrayData array, int pos);
+    }
+
+    private interface Body<T> {
+        void write(JsonBytes out, T value);
+    }
+
+    /** An array or a map: read from the row or the array it sits in, then written by {@code body}. */
+    private static <T> Writer nested(FromRow<T> fromRow, FromArray<T> fromArray, Body<T> body) {
+        return new Writer() {
+            public void write(JsonBytes out, RowData row, int pos) {
+                body.write(out, fromRow.get(row, pos));
+            }
+
+            public void write(JsonBytes out, ArrayData array, int pos) {
+                body.write(out, fromArray.get(array, pos));
+            }
+        };
     }
 
     private static ValidationException unsupported(LogicalType type, String path) {
@@ -142,15 +167,13 @@ final class JsonWriters {
      * The shortest decimal that reads back as {@code v}, in {@code Double.toString}'s layout.
      * Non-finite values as strings ("NaN", "Infinity"), as Jackson writes them by default.
      */
-    static void writeDouble(JsonBytes out, double v) {
-        if (!out.writeShortDecimal(v)) {
+    static void writeFloating(JsonBytes out, double v, boolean isFloat) {
+        if (isFloat) {
+            // Rare in these tables: the JDK's digits, as Flink's json format writes floats.
+            writeNumber(out, Float.toString((float) v), Double.isFinite(v));
+        } else if (!out.writeShortDecimal(v)) {
             writeNumber(out, NumberOutput.toString(v, true), Double.isFinite(v));
         }
-    }
-
-    // Rare in these tables: the JDK's digits, as Flink's json format writes floats.
-    private static void writeFloat(JsonBytes out, float v) {
-        writeNumber(out, Float.toString(v), Float.isFinite(v));
     }
 
     private static void writeNumber(JsonBytes out, String text, boolean finite) {
@@ -176,6 +199,16 @@ final class JsonWriters {
         out.writeQuoted(utf8);
     }
 
+    /** {@code before}, then element {@code i} of {@code array} or null. */
+    private static void writeElement(JsonBytes out, byte[] before, ArrayData array, int i, Writer writer) {
+        out.write(before);
+        if (array.isNullAt(i)) {
+            out.write(NULL);
+        } else {
+            writer.write(out, array, i);
+        }
+    }
+
     private static final class StringWriter implements Writer {
         public void write(JsonBytes out, RowData row, int pos) {
             writeString(out, row.getString(pos));
@@ -186,70 +219,27 @@ final class JsonWriters {
         }
     }
 
-    private static final class ArrayWriter implements Writer {
-        private final Writer element;
-
-        ArrayWriter(Writer element) {
-            this.element = element;
+    private static void writeArray(JsonBytes out, ArrayData array, Writer element) {
+        out.write((byte) '[');
+        for (int i = 0; i < array.size(); i++) {
+            writeElement(out, i > 0 ? COMMA : NOTHING, array, i, element);
         }
-
-        public void write(JsonBytes out, RowData row, int pos) {
-            writeArray(out, row.getArray(pos));
-        }
-
-        public void write(JsonBytes out, ArrayData array, int pos) {
-            writeArray(out, array.getArray(pos));
-        }
-
-        private void writeArray(JsonBytes out, ArrayData array) {
-            out.write((byte) '[');
-            for (int i = 0; i < array.size(); i++) {
-                if (i > 0) {
-                    out.write((byte) ',');
-                }
-                if (array.isNullAt(i)) {
-                    out.write(NULL);
-                } else {
-                    element.write(out, array, i);
-                }
-            }
-            out.write((byte) ']');
-        }
+        out.write((byte) ']');
     }
 
-    private static final class MapWriter implements Writer {
-        private final Writer value;
-
-        MapWriter(Writer value) {
-            this.value = value;
-        }
-
-        public void write(JsonBytes out, RowData row, int pos) {
-            writeMap(out, row.getMap(pos));
-        }
-
-        public void write(JsonBytes out, ArrayData array, int pos) {
-            writeMap(out, array.getMap(pos));
-        }
-
-        private void writeMap(JsonBytes out, MapData map) {
-            ArrayData keys = map.keyArray();
-            ArrayData values = map.valueArray();
-            out.write((byte) '{');
-            for (int i = 0; i < map.size(); i++) {
-                if (i > 0) {
-                    out.write((byte) ',');
-                }
-                writeString(out, keys.getString(i));
-                out.write((byte) ':');
-                if (values.isNullAt(i)) {
-                    out.write(NULL);
-                } else {
-                    value.write(out, values, i);
-                }
+    // A map as an object of its keys (strings), as Flink's json format writes it.
+    private static void writeMap(JsonBytes out, MapData map, Writer value) {
+        ArrayData keys = map.keyArray();
+        ArrayData values = map.valueArray();
+        out.write((byte) '{');
+        for (int i = 0; i < map.size(); i++) {
+            if (i > 0) {
+                out.write((byte) ',');
             }
-            out.write((byte) '}');
+            writeString(out, keys.getString(i));
+            writeElement(out, COLON, values, i, value);
         }
+        out.write((byte) '}');
     }
 
     private static final class RowWriter implements Writer {
