@@ -26,9 +26,6 @@ final class JsonRowSerializer implements SerializationSchema<RowData> {
 
     @Override
     public byte[] serialize(RowData row) {
-        if (writer == null) {
-            open(null);
-        }
         out.reset();
         writer.write(out, row);
         return out.toByteArray();
