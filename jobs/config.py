@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from attribution.config import AttributionConfig, RewardConfig
+from connect import secrets
+from connect.kafka_props import flink_table_options, librdkafka_settings, validate_properties
 from learners.registry import LearnerSpecs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +25,7 @@ DEFAULT_FILE = ROOT / "flink-conf" / "adloop.yaml"
 ENV_PREFIX = "ADLOOP_"
 
 _STARTUP_MODES = ("earliest-offset", "latest-offset", "group-offsets")
+_DELIVERY = ("exactly-once", "at-least-once")
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,38 @@ class KafkaConfig:
     # The job's Kafka sinks (rewards, micro-batches, policy updates, late rows, dead letters).
     producer_linger_ms: int = 20
     producer_batch_bytes: int = 262_144
+    # Any Kafka (Java) client property, for every source and sink: security.protocol, sasl.*,
+    # ssl.*... (connect/kafka_props.py). Secrets as ${env:NAME} or ${file:PATH} references.
+    properties: dict[str, str] = field(default_factory=dict)
+    # Rewards, micro-batches and policy updates: exactly-once (Kafka transactions committed on
+    # checkpoints, read with read_committed) or at-least-once. Late rows and dead letters are
+    # always at-least-once.
+    delivery_guarantee: str = "exactly-once"
+    transactional_id_prefix: str = "adloop-feedback"  # + ".<sink>"; unique per job on a cluster
+    transaction_timeout_ms: int = 900_000  # within the brokers' transaction.max.timeout.ms
+    connect_timeout_ms: int = 15_000  # the start-up check of the brokers, credentials and ACLs
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "properties", validate_properties(self.properties))
+        for name, value in self.properties.items():
+            if secrets.is_sensitive(name):
+                secrets.check_not_plain(f"kafka.properties.{name}", value)
+        if self.delivery_guarantee not in _DELIVERY:
+            _bad("kafka.delivery_guarantee", f"one of {_DELIVERY}", self.delivery_guarantee)
+        if not self.transactional_id_prefix or any(c.isspace() for c in self.transactional_id_prefix):
+            _bad(
+                "kafka.transactional_id_prefix",
+                "a non-empty name without spaces",
+                self.transactional_id_prefix,
+            )
+        if not isinstance(self.transaction_timeout_ms, int) or not 60_000 <= self.transaction_timeout_ms:
+            _bad(
+                "kafka.transaction_timeout_ms",
+                "an integer >= 60000 (milliseconds)",
+                self.transaction_timeout_ms,
+            )
+        if not isinstance(self.connect_timeout_ms, int) or self.connect_timeout_ms < 1000:
+            _bad("kafka.connect_timeout_ms", "an integer >= 1000 (milliseconds)", self.connect_timeout_ms)
         _non_negative("kafka.producer_linger_ms", self.producer_linger_ms)
         if not isinstance(self.producer_batch_bytes, int) or self.producer_batch_bytes < 1024:
             _bad("kafka.producer_batch_bytes", "an integer >= 1024 (bytes)", self.producer_batch_bytes)
@@ -64,15 +98,80 @@ class KafkaConfig:
     def output_topics(self) -> list[str]:
         return [self.topic(n) for n in ("rewards", "batches", "late", "dlq", "policy_updates")]
 
+    def client_properties(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``properties`` with their secret references resolved (Java client names)."""
+        return {
+            name: secrets.resolve(v, f"kafka.properties.{name}", env) for name, v in self.properties.items()
+        }
+
+    def table_options(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The client properties as options of Flink's Kafka tables (``properties.<name>``)."""
+        return flink_table_options(self.client_properties(env))
+
+    def librdkafka(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Settings for the project's Python clients (confluent-kafka): the brokers and the
+        translated security properties."""
+        translated = librdkafka_settings(self.client_properties(env))
+        return {"bootstrap.servers": self.bootstrap_servers, **translated.settings}
+
+    def secret_values(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """The resolved secrets, for masking messages that might carry one."""
+        resolved = self.client_properties(env)
+        out = [v for k, v in resolved.items() if secrets.is_sensitive(k)]
+        translated = librdkafka_settings({k: v for k, v in resolved.items() if k == "sasl.jaas.config"})
+        return out + [v for k, v in translated.settings.items() if k == "sasl.password"]
+
 
 @dataclass(frozen=True)
 class RedisConfig:
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = "redis://127.0.0.1:6379/0"  # rediss:// for TLS; no password in it (see password)
     key_prefix: str = "adloop"
+    username: str = ""  # ACL user (docs/security.md lists what the job's user needs)
+    password: str = ""  # ${env:NAME} or ${file:PATH}
+    tls_ca_file: str = ""  # CA bundle the server certificate is verified against (system's if empty)
+    tls_cert_file: str = ""  # client certificate and key, when the server asks for one
+    tls_key_file: str = ""
+    tls_check_hostname: bool = True  # the server certificate must name the host in the URL
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             _bad("redis.url", "a redis://, rediss:// or unix:// URL", self.url)
+        if urlsplit(self.url).password:
+            raise ValueError(
+                "config key 'redis.url': expected no password in the URL (set redis.password to "
+                "${env:NAME} or ${file:PATH}), found one (not shown)"
+            )
+        secrets.check_not_plain("redis.password", self.password)
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            _bad(
+                "redis.tls_cert_file / redis.tls_key_file",
+                "both set or both empty",
+                (self.tls_cert_file, self.tls_key_file),
+            )
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("rediss://") or bool(self.tls_ca_file or self.tls_cert_file)
+
+    def store_options(self, env: Mapping[str, str] | None = None, *, resolve: bool = True) -> dict[str, Any]:
+        """Keyword arguments of :class:`state.policy_store.RedisPolicyStore`, the password resolved
+        (or left a reference with ``resolve=False``, for an operator to resolve where it runs)."""
+        options: dict[str, Any] = {"key_prefix": self.key_prefix}
+        if self.username:
+            options["username"] = self.username
+        if self.password:
+            options["password"] = (
+                secrets.resolve(self.password, "redis.password", env) if resolve else self.password
+            )
+        if self.tls:
+            options.update(
+                tls=True,
+                tls_ca_certs=self.tls_ca_file or None,
+                tls_certfile=self.tls_cert_file or None,
+                tls_keyfile=self.tls_key_file or None,
+                tls_check_hostname=self.tls_check_hostname,
+            )
+        return options
 
 
 @dataclass(frozen=True)
@@ -233,8 +332,8 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -
     for f in dataclasses.fields(AppConfig):
         section = getattr(defaults, f.name)
         for key in (k.name for k in dataclasses.fields(section)):
-            if dataclasses.is_dataclass(getattr(section, key)):
-                continue  # nested (reward weights): set in the file
+            if dataclasses.is_dataclass(getattr(section, key)) or isinstance(getattr(section, key), dict):
+                continue  # nested (reward weights, client properties): set in the file
             env_key = f"{ENV_PREFIX}{f.name}_{key}".upper()
             if env_key in env:
                 target = type(getattr(section, key))

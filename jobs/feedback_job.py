@@ -33,8 +33,25 @@ from sql import ingest
 SOURCES = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
 
 
-def _sink_options(kafka: app_config.KafkaConfig, topic: str, key_fields: str | None = None) -> str:
-    """JSON Kafka sink; with ``key_fields`` (``a;b``) rows of one key share a partition, in order.
+# Sinks written with Kafka transactions when kafka.delivery_guarantee is exactly-once, by the name
+# that ends their transactional ids. Late rows and dead letters stay at-least-once: a duplicate
+# there repeats a diagnostic row and changes no result, and their writes never wait for a checkpoint.
+TRANSACTIONAL_SINKS = {"rewards": "rewards", "batches": "batches", "policy_updates": "policy-updates"}
+
+
+def _delivery_options(kafka: app_config.KafkaConfig, sink: str) -> dict[str, str]:
+    if kafka.delivery_guarantee != "exactly-once" or sink not in TRANSACTIONAL_SINKS:
+        return {"sink.delivery-guarantee": "at-least-once"}
+    return {
+        "sink.delivery-guarantee": "exactly-once",
+        "sink.transactional-id-prefix": f"{kafka.transactional_id_prefix}.{TRANSACTIONAL_SINKS[sink]}",
+        "properties.transaction.timeout.ms": str(kafka.transaction_timeout_ms),
+    }
+
+
+def _sink_options(kafka: app_config.KafkaConfig, sink: str, key_fields: str | None = None) -> str:
+    """JSON Kafka sink of ``sink`` (a topic name of the config); with ``key_fields`` (``a;b``) rows
+    of one key share a partition, in order. The client properties of the config apply.
 
     The producer waits up to ``kafka.producer_linger_ms`` to fill batches of up to
     ``kafka.producer_batch_bytes``. Kafka's defaults (no wait, 16 KiB) sent the reward rows, ~2
@@ -42,13 +59,16 @@ def _sink_options(kafka: app_config.KafkaConfig, topic: str, key_fields: str | N
 
     Rows are written by ``adloop-json`` (udf/.../DirectJsonFormatFactory.java): the JSON of Flink's
     ``json`` format, read back by it, at about a third of its CPU per reward row."""
-    common = (
-        f"'connector' = 'kafka', 'topic' = '{topic}', "
-        f"'properties.bootstrap.servers' = '{kafka.bootstrap_servers}', "
-        "'sink.delivery-guarantee' = 'at-least-once', "
-        f"'properties.linger.ms' = '{kafka.producer_linger_ms}', "
-        f"'properties.batch.size' = '{kafka.producer_batch_bytes}'"
-    )
+    options = {
+        "connector": "kafka",
+        "topic": kafka.topic(sink),
+        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        "properties.linger.ms": str(kafka.producer_linger_ms),
+        "properties.batch.size": str(kafka.producer_batch_bytes),
+        **_delivery_options(kafka, sink),
+        **kafka.table_options(),
+    }
+    common = ", ".join(f"{ingest.quote(k)} = {ingest.quote(v)}" for k, v in options.items())
     if key_fields is None:
         return f"{common}, 'format' = 'adloop-json'"
     return (
@@ -97,6 +117,7 @@ def source_statements(cfg: app_config.AppConfig) -> list[str]:
             group_id=cfg.kafka.group_id,
             startup_mode=cfg.kafka.startup_mode,
             bounded=cfg.kafka.bounded,
+            client_options=tuple(cfg.kafka.table_options().items()),
         )
         raw = ingest.raw_source_ddl(
             f"raw_{stem}", table, cfg.ingest.out_of_orderness_ms, cfg.ingest.max_future_ms
@@ -142,13 +163,13 @@ def sink_statements(cfg: app_config.AppConfig) -> list[str]:
     return [
         f"""CREATE TABLE IF NOT EXISTS dlq_sink (
   {DLQ_COLUMNS}
-) WITH ({_sink_options(cfg.kafka, cfg.kafka.topic("dlq"))})""",
+) WITH ({_sink_options(cfg.kafka, "dlq")})""",
         f"""CREATE TABLE IF NOT EXISTS late_sink (
   {LATE_COLUMNS}
-) WITH ({_sink_options(cfg.kafka, cfg.kafka.topic("late"))})""",
+) WITH ({_sink_options(cfg.kafka, "late")})""",
         f"""CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, {REWARD_COLUMNS}
-) WITH ({_sink_options(cfg.kafka, cfg.kafka.topic("rewards"))})""",
+) WITH ({_sink_options(cfg.kafka, "rewards")})""",
         # Files are committed on checkpoints only, so each row lands exactly once. Pages are
         # plain-encoded (and Snappy-compressed): trying a dictionary per column and file was 29% of
         # the writer's CPU, and on the 30-day replay the writer fell back to plain pages anyway
@@ -162,7 +183,7 @@ def sink_statements(cfg: app_config.AppConfig) -> list[str]:
 )""",
         f"""CREATE TABLE IF NOT EXISTS batches_sink (
   {BATCH_COLUMNS}
-) WITH ({_sink_options(cfg.kafka, cfg.kafka.topic("batches"), key_fields="campaign_id;agent")})""",
+) WITH ({_sink_options(cfg.kafka, "batches", key_fields="campaign_id;agent")})""",
     ]
 
 
@@ -276,6 +297,7 @@ def attach_learners(
         publish_every_n=cfg.publish.every_n,
         idle_expiry_ms=cfg.publish.idle_expiry_ms,
         specs={agent: dict(spec) for agent, spec in cfg.learners.specs.items()},
+        redis_options=cfg.redis.store_options(resolve=False),
     )
     # (window_end, event_time, campaign_id, agent, arms) per key and micro-batch.
     # One conversion feeds both the learners and the batches topic, so the topic holds exactly the
@@ -298,11 +320,46 @@ def attach_learners(
 def add_policy_updates_sink(t_env: StreamTableEnvironment, statements: StatementSet, cfg, updates) -> None:
     """Every publish, (campaign_id, agent, version, published, pending), to the policy-updates topic."""
     t_env.create_temporary_view("policy_updates", t_env.from_data_stream(updates))
-    options = _sink_options(cfg.kafka, cfg.kafka.topic("policy_updates"), key_fields="campaign_id;agent")
+    options = _sink_options(cfg.kafka, "policy_updates", key_fields="campaign_id;agent")
     t_env.execute_sql(f"""CREATE TABLE IF NOT EXISTS policy_updates_sink (
   campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT
 ) WITH ({options})""")
     statements.add_insert_sql("INSERT INTO policy_updates_sink SELECT * FROM policy_updates")
+
+
+def check_connections(cfg: app_config.AppConfig) -> None:
+    """Fail at start, with one clear message, when the job's Kafka credentials or permissions
+    (connect/preflight.py) or its Redis credentials or certificates are wrong. Redis being down is
+    not an error: the job runs and publishes once Redis is back."""
+    from connect.preflight import check_kafka
+    from state.policy_store import PolicyStoreAuthError, PolicyStoreUnavailable, RedisPolicyStore
+
+    kafka = cfg.kafka
+    transactional = (
+        [f"{kafka.transactional_id_prefix}.{name}" for name in TRANSACTIONAL_SINKS.values()]
+        if kafka.delivery_guarantee == "exactly-once"
+        else []
+    )
+    outputs = ["rewards", "batches", "late", "dlq"] + (["policy_updates"] if cfg.job.learners else [])
+    for warning in check_kafka(
+        kafka.librdkafka(),
+        read_topics=[kafka.topic(stem) for stem in SOURCES.values()],
+        write_topics=[kafka.topic(name) for name in outputs],
+        group_id=kafka.group_id,
+        transactional_ids=transactional,
+        timeout_s=kafka.connect_timeout_ms / 1000,
+        secrets=kafka.secret_values(),
+    ):
+        print(f"feedback_job: warning: {warning}", file=sys.stderr)
+    if not cfg.job.learners:
+        return
+    try:
+        with RedisPolicyStore(cfg.redis.url, socket_timeout_s=5.0, **cfg.redis.store_options()) as store:
+            store.check_access()
+    except PolicyStoreUnavailable as exc:
+        print(f"feedback_job: warning: {exc}; policies are published once it is back", file=sys.stderr)
+    except PolicyStoreAuthError as exc:
+        raise PolicyStoreAuthError(str(exc)) from None
 
 
 def run(cfg: app_config.AppConfig, wait: bool | None = None, flink_overrides: dict[str, str] | None = None):
@@ -325,6 +382,7 @@ def _run(cfg: app_config.AppConfig, wait: bool | None, flink_overrides: dict[str
     from jobs.runtime import environments
 
     cfg = dataclasses.replace(cfg, tables=cfg.tables.absolute())
+    check_connections(cfg)
     env, t_env = environments(cfg.job.parallelism, flink_overrides)
     statements = build(t_env, cfg)
     if cfg.job.learners:
@@ -343,14 +401,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="YAML app config (default flink-conf/adloop.yaml)")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets latest at start")
     args = parser.parse_args(argv)
+    from connect.preflight import KafkaAccessError
+    from state.policy_store import PolicyStoreAuthError
+
     try:
         cfg = app_config.load(args.config)
-    except ValueError as e:
+        if args.bounded:
+            cfg = cfg.replace(kafka={"bounded": True})
+        run(cfg)
+    except (ValueError, KafkaAccessError, PolicyStoreAuthError) as e:
         print(f"feedback_job: {e}", file=sys.stderr)
         return 2
-    if args.bounded:
-        cfg = cfg.replace(kafka={"bounded": True})
-    run(cfg)
     return 0
 
 

@@ -45,6 +45,9 @@ class OperatorSettings:
     publish_every_n: int = 1
     idle_expiry_ms: int = 7 * 86_400_000
     specs: dict[str, Any] = field(default_factory=dict)
+    # RedisPolicyStore's other arguments (ACL user, TLS files); the password as a ${env:...} or
+    # ${file:...} reference, resolved on the TaskManager, so no secret travels in the job graph.
+    redis_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _meta(value: list[int] | None) -> list[int]:
@@ -61,6 +64,7 @@ class LearnerOperator(KeyedProcessFunction):
         self.settings = settings
 
     def open(self, runtime_context: RuntimeContext) -> None:  # noqa: D401
+        from connect import secrets
         from state.pending import PendingPublisher
         from state.policy_store import RedisPolicyStore
 
@@ -73,7 +77,11 @@ class LearnerOperator(KeyedProcessFunction):
         self._publish_timers: dict[tuple[str, str], int] = {}
         self._expiry_timers: dict[tuple[str, str], int] = {}
         self._learners = KeyedLearners(LearnerSpecs(self.settings.specs))
-        store = RedisPolicyStore(self.settings.redis_url, key_prefix=self.settings.key_prefix)
+        options = dict(self.settings.redis_options)
+        if options.get("password"):
+            options["password"] = secrets.resolve(options["password"], "redis.password")
+        options["key_prefix"] = self.settings.key_prefix
+        store = RedisPolicyStore(self.settings.redis_url, **options)
         self._publisher = PendingPublisher(store)
         metrics = runtime_context.get_metrics_group().add_group("adloop")
         self._applied = {a: metrics.counter(f"rewards_applied_{a}") for a in ("creative", "bid", "budget")}

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+def client_settings(bootstrap: str, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka settings: ``bootstrap`` plus ``config`` (a secured cluster's, from
+    ``KafkaConfig.librdkafka()``)."""
+    return {"bootstrap.servers": bootstrap, "log_level": 0, **(config or {})}
 
 
-def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 2, timeout_s: float = 30.0) -> None:
+def admin(bootstrap: str, config: Mapping[str, Any] | None = None) -> AdminClient:
+    return AdminClient(client_settings(bootstrap, config))
+
+
+def create_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 2,
+    timeout_s: float = 30.0,
+    config: Mapping[str, Any] | None = None,
+) -> None:
     """Create topics (existing ones are left alone) and wait until the broker reports them."""
     names = list(names)
-    client = admin(bootstrap)  # keep a reference: the futures fail if the client is collected
+    client = admin(bootstrap, config)  # keep a reference: the futures fail if the client is collected
     futures = client.create_topics(
         [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
         request_timeout=timeout_s,
@@ -29,11 +42,13 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 2, tim
                 raise RuntimeError(f"creating topic {name!r} on {bootstrap} failed: {e}") from e
 
 
-def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
+def delete_topics(
+    bootstrap: str, names: Iterable[str], timeout_s: float = 30.0, config: Mapping[str, Any] | None = None
+) -> None:
     names = list(names)
     if not names:
         return
-    client = admin(bootstrap)
+    client = admin(bootstrap, config)
     for future in client.delete_topics(names, request_timeout=timeout_s).values():
         try:
             future.result(timeout=timeout_s)
@@ -41,8 +56,10 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0)
             pass  # already gone
 
 
-def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "adloop-offsets", "log_level": 0})
+def end_offsets(
+    bootstrap: str, topic: str, timeout_s: float = 10.0, config: Mapping[str, Any] | None = None
+) -> dict[int, int]:
+    consumer = Consumer({**client_settings(bootstrap, config), "group.id": "adloop-offsets"})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         if meta.error is not None:
@@ -55,16 +72,22 @@ def end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int
         consumer.close()
 
 
-def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]:
-    """Every value in ``topic`` up to its end offsets at call time, in partition order."""
-    ends = end_offsets(bootstrap, topic)
+def read_all(
+    bootstrap: str, topic: str, timeout_s: float = 60.0, config: Mapping[str, Any] | None = None
+) -> list[bytes]:
+    """Every committed value in ``topic`` up to its end offsets at call time, in partition order.
+
+    Reads with read_committed: records of open or aborted transactions are not returned, and the
+    transactions' commit markers take offsets of their own, so a partition is done when the
+    consumer's position reaches the end offset, not when a record at ``end - 1`` comes."""
+    ends = end_offsets(bootstrap, topic, config=config)
     remaining = {p: end for p, end in ends.items() if end > 0}
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_settings(bootstrap, config),
             "group.id": f"adloop-read-{time.monotonic_ns()}",
             "enable.auto.commit": False,
-            "log_level": 0,
+            "enable.partition.eof": True,
             "isolation.level": "read_committed",
         }
     )
@@ -74,11 +97,14 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]
     try:
         while remaining and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                values.append(msg.value())
             if msg is None or msg.error():
-                continue
-            values.append(msg.value())
-            if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
-                remaining.pop(msg.partition(), None)
+                # At the end of what is readable (or idle): done where the position is at the end.
+                positions = consumer.position([TopicPartition(topic, p) for p in remaining])
+                for tp in positions:
+                    if tp.offset >= remaining[tp.partition]:
+                        remaining.pop(tp.partition, None)
     finally:
         consumer.close()
     if remaining:
@@ -88,12 +114,18 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]
     return values
 
 
-def wait_until_stable(bootstrap: str, topic: str, timeout_s: float = 300.0, quiet_s: float = 8.0) -> int:
+def wait_until_stable(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 300.0,
+    quiet_s: float = 8.0,
+    config: Mapping[str, Any] | None = None,
+) -> int:
     """Wait until ``topic`` has records and has stopped growing for ``quiet_s`` (a job caught up);
     returns its size."""
     deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
     while time.monotonic() < deadline:
-        size = sum(end_offsets(bootstrap, topic).values())
+        size = sum(end_offsets(bootstrap, topic, config=config).values())
         if size != last:
             last, since = size, time.monotonic()
         elif size > 0 and time.monotonic() - since >= quiet_s:

@@ -15,15 +15,20 @@ import sys
 from jobs import config as app_config
 from jobs.feedback_job import BATCH_COLUMNS, REWARD_COLUMNS, ddl_statements
 from sql.batches import batch_arms_view
+from sql.ingest import quote
 
 
 def _kafka_source(name: str, columns: str, topic: str, cfg: app_config.AppConfig) -> str:
+    """A JSON topic, read committed. With client properties in the config (a secured cluster),
+    their secrets are written into the script: keep such a script as you keep the credentials."""
+    client = "".join(f",\n  {quote(k)} = {quote(v)}" for k, v in cfg.kafka.table_options().items())
     return f"""CREATE TABLE IF NOT EXISTS {name} (
   {columns}
 ) WITH (
   'connector' = 'kafka', 'topic' = '{topic}',
   'properties.bootstrap.servers' = '{cfg.kafka.bootstrap_servers}', 'properties.group.id' = 'sql-client',
-  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
+  'properties.isolation.level' = 'read_committed',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'{client}
 )"""
 
 

@@ -42,6 +42,8 @@ class KafkaTable:
     group_id: str
     startup_mode: str = "earliest-offset"
     bounded: bool = False
+    # Client properties as table options (``properties.security.protocol`` ...), secrets resolved.
+    client_options: tuple[tuple[str, str], ...] = ()
 
 
 def columns(spec: str) -> dict[str, str]:
@@ -66,7 +68,12 @@ def interval(ms: int) -> str:
     return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY(3) TO SECOND(3)"
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
+    """A SQL string literal.
+
+    >>> quote("it's")
+    "'it''s'"
+    """
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -77,11 +84,14 @@ def kafka_options(table: KafkaTable, fmt: str = "raw") -> str:
         "properties.bootstrap.servers": table.bootstrap_servers,
         "properties.group.id": table.group_id,
         "scan.startup.mode": table.startup_mode,
+        # Only committed records: the project's topics are written by transactions.
+        "properties.isolation.level": "read_committed",
         "format": fmt,
+        **dict(table.client_options),
     }
     if table.bounded:
         options["scan.bounded.mode"] = "latest-offset"
-    return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
+    return ",\n  ".join(f"{quote(k)} = {quote(v)}" for k, v in options.items())
 
 
 def function_statements() -> list[str]:
@@ -159,7 +169,7 @@ def rules(topic: str) -> str:
 def parse_expression(topic: str, column: str = "payload") -> str:
     """``ADLOOP_PARSE`` of ``column`` under ``topic``'s rules, one JSON parse per record: a row of
     ``reason``, ``schema_version`` and the topic's fields, typed (udf/.../ParseEvent.java)."""
-    return f"ADLOOP_PARSE({column}, {_quote(rules(topic))})"
+    return f"ADLOOP_PARSE({column}, {quote(rules(topic))})"
 
 
 def reason_expression(max_future_ms: int) -> str:
@@ -229,7 +239,7 @@ def counted(column: str, metric: str) -> str:
     >>> counted("payload", "dlq_records")
     "ADLOOP_COUNTED(payload, 'dlq_records') AS payload"
     """
-    return f"ADLOOP_COUNTED({column}, {_quote(metric)}) AS {column}"
+    return f"ADLOOP_COUNTED({column}, {quote(metric)}) AS {column}"
 
 
 def dlq_select(topic: str) -> str:

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS rewards_stream (
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.rewards',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
 );
 
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS learner_batches_stream (
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.learner.batches',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
 );
 
@@ -45,6 +47,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.dlq',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
 );
 
@@ -53,6 +56,7 @@ CREATE TABLE IF NOT EXISTS late_events (
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.late',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
 );
 
@@ -90,6 +94,7 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'adloop-feedback',
   'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed',
   'format' = 'raw'
 );
 
@@ -146,6 +151,7 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'adloop-feedback',
   'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed',
   'format' = 'raw'
 );
 
@@ -194,6 +200,7 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
   'properties.bootstrap.servers' = '127.0.0.1:9092',
   'properties.group.id' = 'adloop-feedback',
   'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed',
   'format' = 'raw'
 );
 
@@ -342,18 +349,18 @@ FROM learner_batches AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, re
 
 CREATE TABLE IF NOT EXISTS dlq_sink (
   payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'adloop-json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS late_sink (
   payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'adloop-json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
   segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'format' = 'adloop-json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.rewards', 'properties.transaction.timeout.ms' = '900000', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS rewards_parquet (
   schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
@@ -370,4 +377,4 @@ CREATE TABLE IF NOT EXISTS batches_sink (
   arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
   rx ARRAY<DOUBLE>>>
-) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'sink.delivery-guarantee' = 'at-least-once', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'key.format' = 'adloop-json', 'key.fields' = 'campaign_id;agent', 'value.format' = 'adloop-json', 'value.fields-include' = 'ALL');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.batches', 'properties.transaction.timeout.ms' = '900000', 'key.format' = 'adloop-json', 'key.fields' = 'campaign_id;agent', 'value.format' = 'adloop-json', 'value.fields-include' = 'ALL');

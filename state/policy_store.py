@@ -8,6 +8,7 @@ a policy backwards. See ARCHITECTURE.md, "Policy publishing protocol (Redis)".
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,13 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
   'campaign', ARGV[4], 'agent', ARGV[5], 'version', ARGV[1], 'updated_at', ARGV[6])
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {1, id}
+"""
+
+
+# KEYS[1] a policy hash under the prefix: reads its version, so an ACL user without access to the
+# prefix's keys is refused here, at start, rather than at its first publish.
+ACCESS_CHECK_LUA = """
+return redis.call('HGET', KEYS[1], 'version')
 """
 
 
@@ -91,6 +99,11 @@ class RedisPolicyStore:
     tls, tls_ca_certs
         Connect with TLS (``redis://`` is then treated as ``rediss://``), verifying the server
         against the CA bundle at ``tls_ca_certs`` (the system's when ``None``).
+    tls_certfile, tls_keyfile
+        A client certificate and its key, for a server that authenticates clients by certificate.
+    tls_check_hostname
+        The server certificate must name the URL's host (on by default; a certificate issued to
+        another host is refused).
     socket_timeout_s
         Connect and read timeout: an unreachable Redis fails a call within it instead of hanging.
     stream_maxlen
@@ -106,6 +119,9 @@ class RedisPolicyStore:
         username: str | None = None,
         tls: bool = False,
         tls_ca_certs: str | None = None,
+        tls_certfile: str | None = None,
+        tls_keyfile: str | None = None,
+        tls_check_hostname: bool = True,
         socket_timeout_s: float = 1.0,
         stream_maxlen: int = 100_000,
     ) -> None:
@@ -131,8 +147,16 @@ class RedisPolicyStore:
             options["password"] = password
         if username is not None:
             options["username"] = username
+        if (tls_certfile is None) != (tls_keyfile is None):
+            raise ValueError("RedisPolicyStore: tls_certfile and tls_keyfile go together; got one of them")
         if tls or scheme == "rediss":
-            options["ssl_ca_certs"] = tls_ca_certs
+            options.update(
+                ssl_ca_certs=tls_ca_certs,
+                ssl_cert_reqs="required",
+                ssl_check_hostname=tls_check_hostname,
+                ssl_certfile=tls_certfile,
+                ssl_keyfile=tls_keyfile,
+            )
         self.keys = KeyLayout(key_prefix)
         self.where = _where(url)
         self.socket_timeout_s = socket_timeout_s
@@ -270,6 +294,16 @@ class RedisPolicyStore:
         with self._errors("ping"):
             self.redis.ping()
 
+    def check_access(self) -> None:
+        """Raise :class:`PolicyStoreAuthError` unless this user may run the publish script on the
+        prefix's keys (:class:`PolicyStoreUnavailable` when Redis does not answer); writes nothing."""
+        with self._errors("check_access"):
+            self.redis.ping()
+            self.redis.script_load(PUBLISH_LUA)
+            self.redis.register_script(ACCESS_CHECK_LUA)(
+                keys=[self.keys.policy("access-check", "access-check")]
+            )
+
     def purge(self) -> int:
         """Delete every policy and the stream under this prefix (tests, tear-down); returns the count."""
         with self._errors("purge"):
@@ -305,10 +339,26 @@ class RedisPolicyStore:
                 f"(prefix {self.keys.prefix!r}): {exc}"
             ) from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if _certificate_refused(exc):
+                raise PolicyStoreAuthError(
+                    f"RedisPolicyStore.{op}: the TLS certificate of Redis at {self.where} was refused "
+                    f"(untrusted, or issued for another host): {exc}"
+                ) from exc
             raise PolicyStoreUnavailable(
                 f"RedisPolicyStore.{op}: Redis at {self.where} unavailable within "
                 f"{self.socket_timeout_s} s: {exc}"
             ) from exc
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a connection error is a TLS verification failure (a configuration error, not an
+    outage): redis-py keeps the ssl error as the context or in the message."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _id(value: str | bytes) -> str:
