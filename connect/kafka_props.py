@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "JOB_MANAGED",
+    "client_settings_from_file",
     "LibrdkafkaSettings",
     "flink_table_options",
     "librdkafka_settings",
@@ -187,3 +188,27 @@ def librdkafka_settings(properties: Mapping[str, str]) -> LibrdkafkaSettings:
                 f"Python clients (librdkafka reads no {key_type} key store), found {key_type}"
             )
     return LibrdkafkaSettings(out, tuple(sorted(set(props) - used)))
+
+
+def client_settings_from_file(path: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings for the ``kafka.properties`` of an app config file (``adloop.yaml``),
+    secrets resolved, for tools that take ``--config`` without loading the whole job config."""
+    from pathlib import Path
+
+    import yaml
+
+    from connect import secrets
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ValueError(
+            f"config file {path!r}: expected a readable YAML file, found {exc.strerror}"
+        ) from None
+    properties = validate_properties(((raw.get("kafka") or {}).get("properties")) or {})
+    resolved = {}
+    for name, value in properties.items():
+        if secrets.is_sensitive(name):
+            secrets.check_not_plain(f"kafka.properties.{name}", value)
+        resolved[name] = secrets.resolve(value, f"kafka.properties.{name}", env)
+    return librdkafka_settings(resolved).settings

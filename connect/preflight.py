@@ -69,6 +69,7 @@ def check_kafka(
     deadline = time.monotonic() + timeout_s
     connected = False
     while time.monotonic() < deadline:
+        admin.poll(0)  # serves error_cb
         listener_errors = [e for e in errors if any(k in e for k in _LISTENER_ERRORS)]
         if any("_AUTHENTICATION" in e or "SASL" in e for e in listener_errors):
             raise _fail(where_what, f"authentication failed: {listener_errors[-1]}", hidden)

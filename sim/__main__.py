@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         help="any SimConfig field, e.g. duplicate_rate=0.02",
     )
     p.add_argument(
+        "--config",
+        default=None,
+        help="app config (adloop.yaml) whose kafka.properties (security settings) the writer uses",
+    )
+    p.add_argument(
         "--kafka-timeout", type=float, default=10.0, help="seconds to wait for the broker (default 10)"
     )
     p.add_argument("--quiet", action="store_true", help="no per-day progress")
@@ -54,12 +59,15 @@ def _config(args: argparse.Namespace) -> SimConfig:
     return SimConfig.from_mapping(overrides)
 
 
-def _writer(out: str, prefix: str, timeout_s: float) -> FileWriter | KafkaWriter:
+def _writer(out: str, prefix: str, timeout_s: float, config: str | None = None) -> FileWriter | KafkaWriter:
     kind, _, target = out.partition(":")
     if kind == "files" and target:
         return FileWriter(target, topic_prefix=prefix)
     if kind == "kafka" and target:
-        return KafkaWriter(target, topic_prefix=prefix, timeout_s=timeout_s)
+        from connect.kafka_props import client_settings_from_file
+
+        settings = client_settings_from_file(config) if config else {}
+        return KafkaWriter(target, topic_prefix=prefix, timeout_s=timeout_s, config=settings)
     raise ValueError(f"--out: expected files:DIR or kafka:HOST:PORT, found {out!r}")
 
 
@@ -68,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = _config(args)
-        writer = _writer(args.out, args.topic_prefix, args.kafka_timeout)
+        writer = _writer(args.out, args.topic_prefix, args.kafka_timeout, args.config)
     except (ValueError, ConnectionError) as exc:
         parser.exit(2, f"error: {exc}\n")
     sim = Simulator(config)

@@ -87,6 +87,10 @@ class FileWriter(_Closing):
         self._files.clear()
 
 
+# librdkafka errors that mean the brokers refuse this client: credentials or certificates.
+_REFUSED = ("_AUTHENTICATION", "SSL handshake", "_SSL", "certificate")
+
+
 class KafkaWriter(_Closing):
     """Produce to ``<topic_prefix><topic>`` with the record key (impression_id / conversion_id).
 
@@ -126,14 +130,27 @@ class KafkaWriter(_Closing):
         }
         settings.update(config or {})
         self._producer = Producer(settings, logger=_LOG)
-        try:
-            self._producer.list_topics(timeout=timeout_s)
-        except KafkaException as exc:
-            del self._producer  # stop the reconnect attempts now
-            raise ConnectionError(
-                f"KafkaWriter: no Kafka broker answered at {bootstrap_servers!r} "
-                f"within {timeout_s:g}s ({exc})"
-            ) from None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._producer.poll(0)  # serves error_cb: a refused login or handshake shows at once
+            refused = [e for e in self._errors if any(k in e for k in _REFUSED)]
+            if refused:
+                del self._producer
+                raise ConnectionError(
+                    f"KafkaWriter: Kafka at {bootstrap_servers!r} refused the connection: {refused[-1]}"
+                )
+            try:
+                self._producer.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                break
+            except KafkaException as exc:
+                if time.monotonic() < deadline:
+                    continue
+                seen = f"; {self._errors[-1]}" if self._errors else ""
+                del self._producer  # stop the reconnect attempts now
+                raise ConnectionError(
+                    f"KafkaWriter: no Kafka broker answered at {bootstrap_servers!r} "
+                    f"within {timeout_s:g}s ({exc}{seen})"
+                ) from None
         self._counts: dict[str, int] = {}
         self._closed = False
 

@@ -6,7 +6,6 @@ import json
 import random
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from state.policy_store import (
     PolicyStoreUnavailable,
     RedisPolicyStore,
 )
+from tests.integration.secured import RedisServer, make_certs
 
 NOW_MS = 1_700_000_000_000
 
@@ -35,48 +35,6 @@ def ts_record(campaign: str, agent: str, version: int, *, updated_at_ms: int | N
     params = ts.to_params() | {"version": version}
     stamp = updated_at_ms if updated_at_ms is not None else int(time.time() * 1000)
     return PolicyRecord.from_params(campaign, agent, params, updated_at_ms=stamp)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on a fixed loopback port, started and stopped by its pid."""
-
-    def __init__(self, workdir: Path, *extra: str, tls_port: bool = False) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.extra = list(extra)
-        self.tls_port = tls_port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        ports = ["--port", "0", "--tls-port", str(self.port)] if self.tls_port else ["--port", str(self.port)]
-        cmd = ["redis-server", *ports, "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir)]
-        self.proc = subprocess.Popen([*cmd, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {cmd}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not listen on {self.port} within 10 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
 
 
 @pytest.fixture
@@ -237,42 +195,10 @@ def test_password_protected_redis(tmp_path: Path) -> None:
         server.stop()
 
 
-def _make_certs(workdir: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 (openssl CLI)."""
-    ca_key, ca_crt = workdir / "ca.key", workdir / "ca.crt"
-    key, csr, crt, ext = (
-        workdir / "server.key",
-        workdir / "server.csr",
-        workdir / "server.crt",
-        workdir / "ext",
-    )
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=adloop-test-ca",
-        "-keyout", str(ca_key), "-out", str(ca_crt))  # fmt: skip
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-days", "1", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
-    return ca_crt, crt, key
-
-
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make test certificates")
 def test_tls(tmp_path: Path) -> None:
-    ca, crt, key = _make_certs(tmp_path)
+    certs = make_certs(tmp_path)
+    ca, crt, key = certs.ca, certs.server_cert, certs.server_key
     tls = ["--tls-cert-file", str(crt), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
     server = RedisServer(tmp_path, *tls, "--tls-auth-clients", "no", tls_port=True)
     server.start()
