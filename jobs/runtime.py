@@ -20,6 +20,7 @@ from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
 FLINK_CONF = ROOT / "flink-conf" / "config.yaml"
+LOG4J = ROOT / "flink-conf" / "log4j.properties"
 
 
 def jar_dir() -> Path:
@@ -60,16 +61,19 @@ def local_jvm_args(flat_conf: dict[str, str], environ: MutableMapping[str, str])
 
     >>> env = {}
     >>> local_jvm_args({"env.java.opts.taskmanager": "-XX:+UseParallelGC"}, env)
-    >>> env
-    {'JVM_ARGS': '-XX:+UseParallelGC'}
-    >>> env = {"JVM_ARGS": "-XX:+UseSerialGC"}
+    >>> env["JVM_ARGS"], env["LOG4J_PROPERTIES"].endswith("flink-conf/log4j.properties")
+    ('-XX:+UseParallelGC', True)
+    >>> env = {"JVM_ARGS": "-XX:+UseSerialGC", "LOG4J_PROPERTIES": "/etc/log4j.properties"}
     >>> local_jvm_args({"env.java.opts.taskmanager": "-XX:+UseParallelGC"}, env)
     >>> env
-    {'JVM_ARGS': '-XX:+UseSerialGC'}
+    {'JVM_ARGS': '-XX:+UseSerialGC', 'LOG4J_PROPERTIES': '/etc/log4j.properties'}
     """
     opts = flat_conf.get("env.java.opts.taskmanager", "").strip()
     if opts and "JVM_ARGS" not in environ and "PYFLINK_GATEWAY_PORT" not in environ:
         environ["JVM_ARGS"] = opts
+    if "LOG4J_PROPERTIES" not in environ and "PYFLINK_GATEWAY_PORT" not in environ:
+        # The project's logging (flink-conf/log4j.properties): no worker environment in the log.
+        environ["LOG4J_PROPERTIES"] = str(LOG4J)
 
 
 def flink_configuration(overrides: dict[str, str] | None = None) -> Configuration:

@@ -27,6 +27,7 @@ from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from state.policy_store import PolicyStoreAuthError, RedisPolicyStore
 from state.serving_client import ServingClient
+from tests.integration.configs import SETTLED_MS
 from tests.integration.secured import Certs, RedisServer, SecureKafka, free_port, make_certs
 
 # Secrets of this test, each from the environment only: none may show up in a log or message.
@@ -206,6 +207,11 @@ def _flink_logs() -> list[Path]:
     return sorted((Path(pyflink.__file__).parent / "log").glob("*.log"))
 
 
+def _shown_on_rest(port: int, job_id: str) -> str:
+    paths = (f"/jobs/{job_id}", f"/jobs/{job_id}/config", f"/jobs/{job_id}/plan", "/jobmanager/config")
+    return "".join(_rest(port, path) for path in paths)
+
+
 def test_a_simulated_day_through_sasl_ssl_and_mtls_with_only_the_documented_acls_equals_plaintext(
     services, secured, secret_env, unique_prefix, tmp_path, capfd
 ):
@@ -222,33 +228,53 @@ def test_a_simulated_day_through_sasl_ssl_and_mtls_with_only_the_documented_acls
     expected = reward_rows(secured, plain)
     assert len(expected) > 1000
 
-    # SASL_SSL with SCRAM-SHA-512, learners on, publishing to the TLS + ACL Redis as the job's user.
+    # SASL_SSL with SCRAM-SHA-512: the simulator writes as the producer role, the job runs as the
+    # job role, exactly-once sinks included; the whole day's reward rows equal the reference's.
     sasl = job_config(
-        secured, secured.kafka.sasl_bootstrap, f"{base}.sasl.", sasl_properties(secured.certs), tmp_path,
-        redis=redis_job_section(secured), job={"learners": True},
-    )  # fmt: skip
+        secured, secured.kafka.sasl_bootstrap, f"{base}.sasl.", sasl_properties(secured.certs), tmp_path
+    )
     grant(secured, "User:adloop-sim", sasl, "producer")
     grant(secured, "User:adloop-job", sasl, "job")
     produce_day(secured, sasl, sim_settings)
     rest_port = free_port()
     job = feedback_job.run(sasl, wait=False, flink_overrides={"rest.bind-port": str(rest_port)})
-    job_id = str(job.get_job_id())
-    shown = "".join(
-        _rest(rest_port, path)
-        for path in (
-            f"/jobs/{job_id}",
-            f"/jobs/{job_id}/config",
-            f"/jobs/{job_id}/plan",
-            "/jobmanager/config",
-        )
-    )
+    shown = _shown_on_rest(rest_port, str(job.get_job_id()))
     job.get_job_execution_result().result()
     assert reward_rows(secured, sasl) == expected
+
+    # Mutual TLS (the principal is the certificate's CN, adloop-job), learners on, publishing to the
+    # TLS + ACL Redis as the job's Redis user; unbounded, stopped once its outputs are stable.
+    mtls = job_config(
+        secured, secured.kafka.mtls_bootstrap, f"{base}.mtls.", mtls_properties(secured.certs), tmp_path,
+        redis=redis_job_section(secured), job={"learners": True}, kafka={"bounded": False},
+    )  # fmt: skip
+    grant(secured, "User:adloop-job", mtls, "job")
+    produce_day(secured, mtls, {"bootstrap.servers": secured.kafka.admin_bootstrap})
+    rest_port = free_port()
+    job = feedback_job.run(mtls, flink_overrides={"rest.bind-port": str(rest_port)})
+    try:
+        shown += _shown_on_rest(rest_port, str(job.get_job_id()))
+        for output in ("policy_updates", "rewards"):  # committed on checkpoints (10 s apart)
+            kafka_tools.wait_until_stable(secured.kafka.admin_bootstrap, mtls.kafka.topic(output), quiet_s=25)
+    finally:
+        job.cancel().result()
+    # Unbounded, event time stops at the slowest topic's last event: every row it wrote is a
+    # reference row, and it wrote every reference row settled three hours before that.
+    got = reward_rows(secured, mtls)
+    last_ts: dict[str, int] = {}
+    for chunk in Simulator(SIM).run():
+        for r in chunk.records:
+            last_ts[r.topic] = max(last_ts.get(r.topic, 0), r.ts)
+    cutoff = min(last_ts.values()) - SETTLED_MS
+    settled = [r for r in expected if json.loads(r)["reward_ts"] < cutoff]
+    extra, missing = set(got) - set(expected), set(settled) - set(got)
+    assert not extra and not missing and len(settled) > 1000, (len(extra), sorted(extra)[:3], len(missing),
+                                                                sorted(missing)[:3])  # fmt: skip
 
     # The serving node reads what the job published, as its read-only user, with its certificate.
     with serving_store(secured) as store:
         published = store.load_all()
-    assert {r.campaign_id for r in published} and {r.agent for r in published} >= {"creative"}
+    assert {r.agent for r in published} == {"creative", "bid", "budget"}
     record = next(r for r in published if r.agent == "creative")
     client = ServingClient(serving_store(secured), seed=1)
     try:
@@ -259,24 +285,15 @@ def test_a_simulated_day_through_sasl_ssl_and_mtls_with_only_the_documented_acls
     finally:
         client.stop()
 
-    # Mutual TLS: the principal is the client certificate's CN (adloop-job); its ACLs are the docs'.
-    mtls = job_config(
-        secured, secured.kafka.mtls_bootstrap, f"{base}.mtls.", mtls_properties(secured.certs), tmp_path
-    )
-    grant(secured, "User:adloop-job", mtls, "job")
-    produce_day(secured, mtls, {"bootstrap.servers": secured.kafka.admin_bootstrap})
-    feedback_job.run(mtls)
-    assert reward_rows(secured, mtls) == expected
-
-    # No secret in what the runs printed, logged, dumped or showed on Flink's REST API / web UI.
+    # No secret in what the runs printed, logged, dumped or showed on Flink's REST API (web UI).
     out, err = capfd.readouterr()
-    dumps = json.dumps(app_config.as_sections(sasl)) + repr(sasl) + repr(sasl.redis) + repr(sasl.kafka)
-    for where, text in (("stdout/stderr", out + err), ("Flink logs", _flink_log_tail(log_offsets)),
-                        ("config dump", dumps), ("REST API", shown)):  # fmt: skip
-        assert shown and text is not None
-        leaked = [s for s in SECRETS if s in text]
-        assert not leaked, f"{where} shows a secret"
-    assert "${env:T_JOB_KAFKA_PW}" in dumps  # a dump names where the secret comes from
+    dumps = json.dumps(app_config.as_sections(sasl)) + repr(sasl) + repr(mtls)
+    texts = {"stdout/stderr": out + err, "Flink logs": _flink_log_tail(log_offsets), "config dump": dumps,
+             "REST API": shown}  # fmt: skip
+    assert all(texts.values())
+    for where, text in texts.items():
+        assert not [s for s in SECRETS if s in text], f"{where} shows a secret"
+    assert "${env:T_JOB_KAFKA_PW}" in dumps and "${env:T_JOB_REDIS_PW}" in dumps  # where each comes from
 
 
 def _fails_fast(cfg: app_config.AppConfig, error: type[Exception], match: str) -> str:
