@@ -38,6 +38,7 @@ from sim.policies import CREATIVE
 from sim.redis_policy import RedisServingPolicy
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,11 +257,15 @@ def start_loop(
     from jobs import feedback_job
 
     bootstrap = cfg.kafka.bootstrap_servers
-    kafka_tools.create_topics(bootstrap, cfg.kafka.input_topics() + cfg.kafka.output_topics())
+    kafka_settings = cfg.kafka.librdkafka()  # the config's security settings, for every client
+    kafka_tools.create_topics(
+        bootstrap, cfg.kafka.input_topics() + cfg.kafka.output_topics(), config=kafka_settings
+    )
     job = feedback_job.run(cfg, wait=False)
-    client = ServingClient(cfg.redis.url, key_prefix=cfg.redis.key_prefix, seed=seed)
+    store = RedisPolicyStore(cfg.redis.url, **cfg.redis.store_options())
+    client = ServingClient(store, seed=seed)
     client.start()
-    writer = KafkaWriter(bootstrap, topic_prefix=cfg.kafka.topic_prefix)
+    writer = KafkaWriter(bootstrap, topic_prefix=cfg.kafka.topic_prefix, config=kafka_settings)
     loop = ClosedLoop(
         sim=Simulator(sim_cfg),
         writer=writer,
@@ -469,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.abort()
         if client is not None:
             client.stop()
+            client.store.close()
         if job is not None:
             _say("cancelling the job")
             try:

@@ -242,25 +242,37 @@ def test_a_simulated_day_through_sasl_ssl_and_mtls_with_only_the_documented_acls
     job.get_job_execution_result().result()
     assert reward_rows(secured, sasl) == expected
 
-    # Mutual TLS (the principal is the certificate's CN, adloop-job), learners on, publishing to the
-    # TLS + ACL Redis as the job's Redis user; unbounded, stopped once its outputs are stable.
+    # Mutual TLS: the principal is the client certificate's CN (adloop-job), with the same role.
     mtls = job_config(
-        secured, secured.kafka.mtls_bootstrap, f"{base}.mtls.", mtls_properties(secured.certs), tmp_path,
-        redis=redis_job_section(secured), job={"learners": True}, kafka={"bounded": False},
-    )  # fmt: skip
+        secured, secured.kafka.mtls_bootstrap, f"{base}.mtls.", mtls_properties(secured.certs), tmp_path
+    )
     grant(secured, "User:adloop-job", mtls, "job")
     produce_day(secured, mtls, {"bootstrap.servers": secured.kafka.admin_bootstrap})
+    feedback_job.run(mtls)
+    assert reward_rows(secured, mtls) == expected
+
+    # The same topics again, unbounded, learners on, publishing to the TLS + ACL Redis as the job's
+    # Redis user with its client certificate; stopped once its outputs are stable.
+    live = mtls.replace(
+        kafka={"bounded": False, "group_id": f"{base}.live", "transactional_id_prefix": f"{base}.live"},
+        redis=redis_job_section(secured), job={"learners": True},
+        tables={"rewards_path": str(tmp_path / "live-rewards")},
+    )  # fmt: skip
+    live = live.replace(kafka={"rewards_topic": "ad.rewards.live", "batches_topic": "ad.learner.batches.live",
+                               "policy_updates_topic": "ad.policy.updates.live"})  # fmt: skip
+    kafka_tools.create_topics(secured.kafka.admin_bootstrap, live.kafka.output_topics(), partitions=1)
+    grant(secured, "User:adloop-job", live, "job")
     rest_port = free_port()
-    job = feedback_job.run(mtls, flink_overrides={"rest.bind-port": str(rest_port)})
+    job = feedback_job.run(live, flink_overrides={"rest.bind-port": str(rest_port)})
     try:
         shown += _shown_on_rest(rest_port, str(job.get_job_id()))
         for output in ("policy_updates", "rewards"):  # committed on checkpoints (10 s apart)
-            kafka_tools.wait_until_stable(secured.kafka.admin_bootstrap, mtls.kafka.topic(output), quiet_s=25)
+            kafka_tools.wait_until_stable(secured.kafka.admin_bootstrap, live.kafka.topic(output), quiet_s=25)
     finally:
         job.cancel().result()
     # Unbounded, event time stops at the slowest topic's last event: every row it wrote is a
     # reference row, and it wrote every reference row settled three hours before that.
-    got = reward_rows(secured, mtls)
+    got = reward_rows(secured, live)
     last_ts: dict[str, int] = {}
     for chunk in Simulator(SIM).run():
         for r in chunk.records:
@@ -287,7 +299,7 @@ def test_a_simulated_day_through_sasl_ssl_and_mtls_with_only_the_documented_acls
 
     # No secret in what the runs printed, logged, dumped or showed on Flink's REST API (web UI).
     out, err = capfd.readouterr()
-    dumps = json.dumps(app_config.as_sections(sasl)) + repr(sasl) + repr(mtls)
+    dumps = json.dumps(app_config.as_sections(live)) + repr(sasl) + repr(live)
     texts = {"stdout/stderr": out + err, "Flink logs": _flink_log(), "config dump": dumps,
              "REST API": shown}  # fmt: skip
     assert texts["Flink logs"] and texts["REST API"] and texts["config dump"]
