@@ -177,12 +177,28 @@ class RedisConfig:
 @dataclass(frozen=True)
 class IngestConfig:
     out_of_orderness_ms: int = 60_000
-    max_future_ms: int = 86_400_000
+    # An event more than this ahead of its Kafka timestamp is a dead letter and never moves event
+    # time: a few minutes of clock skew, not a day that would make the rest of the day late.
+    max_future_ms: int = 300_000
     dedup_ttl_ms: int = 2 * 86_400_000  # how long an event_id is remembered for deduplication
+    # Input limits checked in the parse (sql/ingest.py lists the dead-letter reasons).
+    max_payload_bytes: int = 65_536
+    max_amount: int = 1_000_000  # bid and win prices, conversion values (currency units)
+    max_feature_abs: int = 1_000_000
+    dlq_payload_chars: int = 4_096  # a dead letter carries this much of its payload, and its length
 
     def __post_init__(self) -> None:
         _non_negative("ingest.out_of_orderness_ms", self.out_of_orderness_ms)
         _non_negative("ingest.max_future_ms", self.max_future_ms)
+        for key, low, high in (
+            ("max_payload_bytes", 256, 1_048_576 - 65_536),
+            ("max_amount", 1, 10**12),
+            ("max_feature_abs", 1, 10**12),
+            ("dlq_payload_chars", 64, 131_072),
+        ):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                _bad(f"ingest.{key}", f"an integer in {low}..{high}", value)
         if not isinstance(self.dedup_ttl_ms, int) or self.dedup_ttl_ms < 1000:
             _bad("ingest.dedup_ttl_ms", "an integer >= 1000 (milliseconds)", self.dedup_ttl_ms)
 

@@ -108,6 +108,15 @@ def register_sources(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -
         execute_ddl(t_env, statement)
 
 
+def parse_limits(cfg: app_config.AppConfig) -> ingest.ParseLimits:
+    return ingest.ParseLimits(
+        max_payload_bytes=cfg.ingest.max_payload_bytes,
+        max_amount=cfg.ingest.max_amount,
+        feature_dim=cfg.batches.feature_dim,
+        max_feature_abs=cfg.ingest.max_feature_abs,
+    )
+
+
 def source_statements(cfg: app_config.AppConfig) -> list[str]:
     statements = ingest.function_statements()
     for topic, stem in SOURCES.items():
@@ -124,14 +133,17 @@ def source_statements(cfg: app_config.AppConfig) -> list[str]:
         )
         statements += [
             raw,
-            ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms),
+            ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms, parse_limits(cfg)),
             ingest.valid_view_ddl(topic),
             *ingest.late_split_ddl(topic),
         ]
     return statements
 
 
-DLQ_COLUMNS = "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT"
+DLQ_COLUMNS = (
+    "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT, "
+    "payload_length INT"
+)
 LATE_COLUMNS = (
     "payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT"
 )
@@ -145,10 +157,12 @@ BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, ag
   arms ARRAY<ROW<{batches_sql.ARM_FIELDS}>>"""
 
 
-def output_views() -> list[str]:
+def output_views(cfg: app_config.AppConfig) -> list[str]:
     """``dlq_rows`` and ``late_rows``: the dead letters and late rows of all three topics, counted
     in the Flink metrics ``adloop.dlq_records`` and ``adloop.late_records``."""
-    dead_letters = "\nUNION ALL ".join(ingest.dlq_select(topic) for topic in SOURCES)
+    dead_letters = "\nUNION ALL ".join(
+        ingest.dlq_select(topic, cfg.ingest.dlq_payload_chars) for topic in SOURCES
+    )
     late_columns = ", ".join(
         ingest.counted(c, "late_records") if c == "payload" else c for c in ingest.columns(LATE_COLUMNS)
     )
@@ -193,7 +207,7 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
     return [
         *source_statements(cfg),
         *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
-        *output_views(),
+        *output_views(cfg),
         *batches_sql.batches_views(
             cfg.batches.interval_ms,
             cfg.batches.feature_dim,
@@ -288,7 +302,7 @@ def attach_learners(
     the caller to attach."""
     from pyflink.common.typeinfo import Types
 
-    from operators.learner_operator import OUTPUT_TYPE, LearnerOperator, OperatorSettings
+    from operators.learner_operator import LEARNER_ERRORS, OUTPUT_TYPE, LearnerOperator, OperatorSettings
 
     settings = OperatorSettings(
         redis_url=cfg.redis.url,
@@ -314,6 +328,11 @@ def attach_learners(
         .name("learners")
     )
     add_policy_updates_sink(t_env, tail, cfg, updates)
+    # Micro-batches a learner could not apply: dead letters, with their key and the error.
+    t_env.create_temporary_view(
+        "learner_errors", t_env.from_data_stream(updates.get_side_output(LEARNER_ERRORS))
+    )
+    tail.add_insert_sql("INSERT INTO dlq_sink SELECT * FROM learner_errors")
     return tail
 
 

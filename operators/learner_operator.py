@@ -23,12 +23,23 @@ from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 
 RETRY_MS = 1_000  # how often a key whose publish found Redis down tries again
+ERROR_TEXT_CHARS = 2_000  # how much of a failed batch and of its error a dead letter carries
+
+# A micro-batch the learner of its key could not apply, for the dead-letter topic:
+# (payload: the batch as JSON, reason, src_topic, src_partition, src_offset, payload_length).
+LEARNER_ERRORS = OutputTag(
+    "learner-errors",
+    Types.ROW_NAMED(
+        ["payload", "reason", "src_topic", "src_partition", "src_offset", "payload_length"],
+        [Types.STRING(), Types.STRING(), Types.STRING(), Types.INT(), Types.LONG(), Types.INT()],
+    ),
+)
 
 # (campaign_id, agent, version, published: bool, pending_updates)
 OUTPUT_TYPE = Types.ROW_NAMED(
@@ -48,6 +59,17 @@ class OperatorSettings:
     # RedisPolicyStore's other arguments (ACL user, TLS files); the password as a ${env:...} or
     # ${file:...} reference, resolved on the TaskManager, so no secret travels in the job graph.
     redis_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _dead_letter(batch: Row, exc: Exception) -> Row:
+    """The dead-letter row of a micro-batch its learner rejected: the batch as JSON (cut), and the
+    reason ``learner_error:<campaign>|<agent>: <error>``."""
+    try:
+        text = json.dumps(batch.as_dict(recursive=True), default=str, separators=(",", ":"))
+    except Exception:  # noqa: BLE001 - the dead letter must not fail either
+        text = repr(batch)
+    reason = f"learner_error:{batch.campaign_id}|{batch.agent}: {type(exc).__name__}: {exc}"
+    return Row(text[:ERROR_TEXT_CHARS], reason[:ERROR_TEXT_CHARS], "learner", None, None, len(text))
 
 
 def _meta(value: list[int] | None) -> list[int]:
@@ -87,16 +109,26 @@ class LearnerOperator(KeyedProcessFunction):
         self._applied = {a: metrics.counter(f"rewards_applied_{a}") for a in ("creative", "bid", "budget")}
         self._published = metrics.counter("policies_published")
         self._failures = metrics.counter("publish_failures")
+        self._learner_errors = metrics.counter("learner_errors")
         self._latency_ms = 0
         metrics.gauge("publish_latency_ms", lambda: self._latency_ms)
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):
         campaign_id, agent = value.campaign_id, value.agent
         stored = self._params.value()
-        learner = self._learners.learner(campaign_id, agent, json.loads(stored) if stored else None)
-        batch = batch_from_aggregate(value.as_dict())
-        learner.update(batch)
-        self._params.update(json.dumps(learner.to_params(), separators=(",", ":")))
+        try:
+            learner = self._learners.learner(campaign_id, agent, json.loads(stored) if stored else None)
+            batch = batch_from_aggregate(value.as_dict())
+            learner.update(batch)
+            params = json.dumps(learner.to_params(), separators=(",", ":"))
+        except Exception as exc:  # noqa: BLE001 - one key's bad batch or config never fails the job
+            # The key keeps its last good params: the learner the failed update may have changed
+            # is dropped and rebuilt from them at the key's next batch.
+            self._learners.forget(campaign_id, agent)
+            self._learner_errors.inc()
+            yield LEARNER_ERRORS, _dead_letter(value, exc)
+            return
+        self._params.update(params)
         if agent in self._applied:
             self._applied[agent].inc(int(sum(arm.trials for arm in batch.rows)))
 
@@ -172,7 +204,7 @@ class LearnerOperator(KeyedProcessFunction):
     def _publish(self, campaign_id: str, agent: str, params: dict[str, Any], now_ms: int) -> Row:
         from state.codec import PolicyRecord
         from state.pending import Outcome
-        from state.policy_store import PolicyStoreUnavailable
+        from state.policy_store import PolicyStoreError
 
         record = PolicyRecord.from_params(campaign_id, agent, params, updated_at_ms=int(time.time() * 1000))
         started = time.perf_counter()
@@ -184,7 +216,7 @@ class LearnerOperator(KeyedProcessFunction):
             # newest params are never ignored (and subscribers still only see versions go up).
             try:
                 stored = self._publisher.store.get(campaign_id, agent)
-            except PolicyStoreUnavailable:
+            except (PolicyStoreError, ValueError):
                 stored = None
             if stored is not None and stored.version >= record.version:
                 params = {**params, "version": stored.version + 1}

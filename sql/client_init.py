@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from jobs import config as app_config
-from jobs.feedback_job import BATCH_COLUMNS, REWARD_COLUMNS, ddl_statements
+from jobs.feedback_job import BATCH_COLUMNS, DLQ_COLUMNS, REWARD_COLUMNS, ddl_statements
 from sql.batches import batch_arms_view
 from sql.ingest import quote
 
@@ -50,7 +50,7 @@ def query_tables(cfg: app_config.AppConfig) -> list[str]:
         batch_arms_view("learner_batches_stream", "learner_batch_arms_stream"),
         _kafka_source(
             "dead_letters",
-            "payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT",
+            DLQ_COLUMNS,
             cfg.kafka.topic("dlq"),
             cfg,
         ),

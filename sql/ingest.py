@@ -6,9 +6,13 @@ in the JVM and yields a reason code, so a bad record becomes a dead-letter row i
 exception. (Flink's JSON_VALUE re-parses the payload per path: ~50 paths made validation the
 job's bottleneck.)
 
-Reason codes: ``invalid_json``, ``non_finite_number``, ``unknown_schema_version``,
-``missing_field:<f>``, ``wrong_type:<f>``, ``negative_value:<f>``, ``propensity_out_of_range``,
-``future_timestamp``.
+Reason codes: ``invalid_json``, ``duplicate_key``, ``payload_too_large``, ``non_finite_number``
+(NaN, Infinity, or a number beyond a double such as ``1e400``), ``unknown_schema_version``,
+``missing_field:<f>``, ``wrong_type:<f>``, ``negative_value:<f>``, ``<f>_out_of_range`` (a
+propensity outside (0, 1], a price or value above ``ingest.max_amount``, a feature beyond
+``ingest.max_feature_abs``), ``wrong_length:features`` (not ``batches.feature_dim`` numbers),
+``too_many_items:decisions`` and ``duplicate_agent:decisions`` (at most one decision per agent),
+``too_long:<f>`` and ``bad_id:<f>`` (ids: at most 128 of ``A-Za-z0-9._-``), ``future_timestamp``.
 """
 
 from __future__ import annotations
@@ -130,46 +134,79 @@ def raw_source_ddl(
 )"""
 
 
-def _field_rules(name: str, prop: dict[str, Any], required: set[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds ADLOOP_PARSE applies beyond the schema's, from the config (``ingest.*``): whatever
+    passes them cannot overflow a sum or a learner's statistics downstream."""
+
+    max_payload_bytes: int = 65_536
+    max_amount: float = 1_000_000  # prices and values (currency units)
+    feature_dim: int | None = None  # exact length of ``features`` (None: any)
+    max_feature_abs: float = 1_000_000
+
+
+def _field_rules(name: str, prop: dict[str, Any], required: set[str], limits: ParseLimits) -> dict[str, Any]:
     """One schema property as an ADLOOP_PARSE rule (see udf/.../ParseEvent.java)."""
     rule: dict[str, Any] = {"name": name, "type": prop.get("type", "string"), "required": name in required}
     if "enum" in prop:
         rule.update(type="string", enum=prop["enum"])
     for key, out in (
         ("minLength", "min_length"),
+        ("maxLength", "max_length"),
+        ("pattern", "pattern"),
         ("minimum", "minimum"),
         ("exclusiveMinimum", "exclusive_minimum"),
         ("maximum", "maximum"),
         ("minItems", "min_items"),
+        ("maxItems", "max_items"),
+        ("x-unique-by", "unique_by"),
     ):
         if key in prop:
             rule[out] = prop[key]
+    if rule["type"] == "number" and "maximum" not in rule:
+        rule["maximum"] = limits.max_amount
     items = prop.get("items")
     if items is not None:
         rule["items"] = items.get("type", "object")
         if rule["items"] == "object":
             sub_required = set(items.get("required", ()))
-            rule["fields"] = [_field_rules(n, p, sub_required) for n, p in items["properties"].items()]
+            rule["fields"] = [
+                _field_rules(n, p, sub_required, limits) for n, p in items["properties"].items()
+            ]
+            unique = items["properties"].get(rule.get("unique_by", ""), {})
+            if "enum" in unique and "max_items" not in rule:
+                rule["max_items"] = len(unique["enum"])  # one element per allowed value at most
+        elif name == "features":
+            rule["maximum"] = limits.max_feature_abs
+            if limits.feature_dim is not None:
+                rule["length"] = limits.feature_dim
     return rule
 
 
-def rules(topic: str) -> str:
+def rules(topic: str, limits: ParseLimits | None = None) -> str:
     """The validation rules of ``topic`` for ADLOOP_PARSE, derived from its JSON schema: every
-    property in schema order with its type, whether it is required, and its bounds.
+    property in schema order with its type, whether it is required, and its bounds; and the
+    config's limits (payload size, magnitudes, feature length).
 
     >>> json.loads(rules("ad.clicks"))["fields"][2]
     {'name': 'ts', 'type': 'integer', 'required': True, 'minimum': 0}
+    >>> json.loads(rules("ad.clicks"))["max_bytes"]
+    65536
     """
+    limits = limits or ParseLimits()
     spec = events.schema(topic)
     required = set(spec["required"])
-    fields = [_field_rules(n, p, required) for n, p in spec["properties"].items() if n != "schema_version"]
-    return json.dumps({"versions": events.known_versions(topic), "fields": fields}, separators=(",", ":"))
+    fields = [
+        _field_rules(n, p, required, limits) for n, p in spec["properties"].items() if n != "schema_version"
+    ]
+    out = {"versions": events.known_versions(topic), "fields": fields, "max_bytes": limits.max_payload_bytes}
+    return json.dumps(out, separators=(",", ":"))
 
 
-def parse_expression(topic: str, column: str = "payload") -> str:
+def parse_expression(topic: str, column: str = "payload", limits: ParseLimits | None = None) -> str:
     """``ADLOOP_PARSE`` of ``column`` under ``topic``'s rules, one JSON parse per record: a row of
     ``reason``, ``schema_version`` and the topic's fields, typed (udf/.../ParseEvent.java)."""
-    return f"ADLOOP_PARSE({column}, {quote(rules(topic))})"
+    return f"ADLOOP_PARSE({column}, {quote(rules(topic, limits))})"
 
 
 def reason_expression(max_future_ms: int) -> str:
@@ -182,13 +219,15 @@ def reason_expression(max_future_ms: int) -> str:
     )
 
 
-def checked_view_ddl(topic: str, raw_table: str, max_future_ms: int) -> str:
+def checked_view_ddl(
+    topic: str, raw_table: str, max_future_ms: int, limits: ParseLimits | None = None
+) -> str:
     """Raw rows with their reason code (NULL when valid) and the parsed payload."""
     return f"""CREATE TEMPORARY VIEW IF NOT EXISTS checked_{STEMS[topic]} AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   {reason_expression(max_future_ms)} AS reason,
   parsed
-FROM (SELECT *, {parse_expression(topic)} AS parsed FROM {raw_table})"""
+FROM (SELECT *, {parse_expression(topic, limits=limits)} AS parsed FROM {raw_table})"""
 
 
 def _typed_columns(topic: str) -> list[str]:
@@ -242,10 +281,16 @@ def counted(column: str, metric: str) -> str:
     return f"ADLOOP_COUNTED({column}, {quote(metric)}) AS {column}"
 
 
-def dlq_select(topic: str) -> str:
-    """Dead-letter rows of ``topic``: the raw payload, the reason and where it was read; each one
-    counted in the metric ``adloop.dlq_records``."""
+def dlq_select(topic: str, payload_chars: int = 4096) -> str:
+    """Dead-letter rows of ``topic``: the raw payload (cut to its first ``payload_chars``
+    characters, its full length in ``payload_length``, so one huge record cannot exceed a Kafka
+    message), the reason and where it was read; each one counted in ``adloop.dlq_records``."""
+    cut = (
+        f"CASE WHEN CHAR_LENGTH(payload) > {payload_chars} "
+        f"THEN SUBSTRING(payload FROM 1 FOR {payload_chars}) ELSE payload END"
+    )
     return (
-        f"SELECT {counted('payload', 'dlq_records')}, reason, src_topic, src_partition, src_offset "
+        f"SELECT ADLOOP_COUNTED({cut}, 'dlq_records') AS payload, reason, src_topic, src_partition, "
+        f"src_offset, CHAR_LENGTH(payload) AS payload_length "
         f"FROM checked_{STEMS[topic]} WHERE reason IS NOT NULL"
     )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from state.codec import PolicyKey, PolicyRecord
-from state.policy_store import PolicyStoreUnavailable, RedisPolicyStore
+from state.policy_store import PolicyStoreAuthError, PolicyStoreUnavailable, RedisPolicyStore
 
 __all__ = ["Outcome", "PendingPublisher"]
 
@@ -58,7 +58,7 @@ class PendingPublisher:
         self._pending: dict[PolicyKey, PolicyRecord] = {}
         self._retry_at = 0.0
         self._lock = threading.Lock()
-        self.last_error: PolicyStoreUnavailable | None = None
+        self.last_error: PolicyStoreUnavailable | PolicyStoreAuthError | None = None
         self.failures = 0  # publish attempts that found Redis unavailable
 
     @property
@@ -102,7 +102,9 @@ class PendingPublisher:
         for key in list(self._pending):
             try:
                 ok = self.store.publish(self._pending[key])
-            except PolicyStoreUnavailable as exc:
+            except (PolicyStoreUnavailable, PolicyStoreAuthError) as exc:
+                # A permission taken away at run time (NOPERM) is held and retried like an outage:
+                # the job keeps running and its newest policies wait in memory and in Flink state.
                 if self.last_error is None:
                     log.warning("PendingPublisher: holding %d policies: %s", len(self._pending), exc)
                 self.last_error = exc

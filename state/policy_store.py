@@ -338,6 +338,16 @@ class RedisPolicyStore:
                 f"RedisPolicyStore.{op}: Redis at {self.where} refused the credentials or a permission "
                 f"(prefix {self.keys.prefix!r}): {exc}"
             ) from exc
+        except (
+            redis.exceptions.ReadOnlyError,
+            redis.exceptions.OutOfMemoryError,
+            redis.exceptions.BusyLoadingError,
+        ) as exc:
+            # A replica after a failover, a full server (maxmemory with noeviction), one loading its
+            # data: Redis answers but cannot take the write now. Held and retried, like an outage.
+            raise PolicyStoreUnavailable(
+                f"RedisPolicyStore.{op}: Redis at {self.where} cannot take it now: {exc}"
+            ) from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if _certificate_refused(exc):
                 raise PolicyStoreAuthError(

@@ -65,7 +65,42 @@ class ClientStats:
     wakeups: int  # pub/sub messages received
     disconnects: int  # connection failures of the background thread
     bad_records: int  # records that did not decode or rebuild
+    rejected_records: int  # records refused by the checks: non-finite or huge numbers, a future stamp
     policy_errors: int  # choose() calls whose policy raised and fell back to the default
+
+
+# Numbers in params beyond this are refused: no learner's statistic gets near it legitimately.
+MAX_PARAM_MAGNITUDE = 1e15
+
+
+def implausible(record: PolicyRecord, now_ms: float, max_clock_skew_ms: float) -> str | None:
+    """Why a decoded record must not be served, or ``None``: a number in its params that is not
+    finite or beyond :data:`MAX_PARAM_MAGNITUDE`, or an ``updated_at`` further in the future than
+    the clock skew allows (it would never go stale).
+
+    >>> from state.codec import PolicyRecord
+    >>> rec = PolicyRecord("c1", "bid", 3, "X", 1, {"learner": "X", "w": [1.0, float("inf")]}, 1_000)
+    >>> implausible(rec, now_ms=2_000, max_clock_skew_ms=60_000)
+    'params.w[1] is not a finite number (inf)'
+    """
+    if record.updated_at_ms > now_ms + max_clock_skew_ms:
+        return f"updated_at {record.updated_at_ms} is {record.updated_at_ms - now_ms:.0f} ms in the future"
+    stack: list[tuple[str, Any]] = [("params", record.params)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{path} is not a finite number ({value})"
+        elif (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and abs(value) > MAX_PARAM_MAGNITUDE
+        ):
+            return f"{path} is out of range ({value})"
+    return None
 
 
 class ServingClient:
@@ -96,6 +131,10 @@ class ServingClient:
         Called from the background thread with each record installed (keep it short).
     clock_ms
         Wall-clock milliseconds, for staleness (injectable for tests).
+    max_clock_skew_ms
+        A record stamped further in the future than this is refused (counted in
+        ``rejected_records``), as is one whose params hold a non-finite or huge number: the last
+        good version keeps serving.
     """
 
     def __init__(
@@ -113,6 +152,7 @@ class ServingClient:
         history: int = 1024,
         on_update: Callable[[PolicyRecord], None] | None = None,
         clock_ms: Callable[[], float] | None = None,
+        max_clock_skew_ms: float = 60_000,
     ) -> None:
         if isinstance(store_or_url, RedisPolicyStore):
             if key_prefix is not None and key_prefix != store_or_url.keys.prefix:
@@ -140,6 +180,7 @@ class ServingClient:
         self.seed = seed
         self.poll_interval_s = poll_interval_s
         self.on_update = on_update
+        self.max_clock_skew_ms = max_clock_skew_ms
         self._clock_ms = clock_ms or (lambda: time.time() * 1000.0)
         self._cache = PolicyCache(self._build, history=history)
         self._default_lock = threading.Lock()
@@ -151,7 +192,16 @@ class ServingClient:
         self._pause_requested = threading.Event()
         self._paused = threading.Event()
         self._counts = dict.fromkeys(
-            ("reloads", "stream_entries", "wakeups", "disconnects", "bad_records", "policy_errors"), 0
+            (
+                "reloads",
+                "stream_entries",
+                "wakeups",
+                "disconnects",
+                "bad_records",
+                "rejected_records",
+                "policy_errors",
+            ),
+            0,
         )
         self._reported_errors: set[tuple[PolicyKey, int]] = set()
 
@@ -386,6 +436,11 @@ class ServingClient:
                 return
 
     def _install(self, record: PolicyRecord) -> None:
+        problem = implausible(record, self._clock_ms(), self.max_clock_skew_ms)
+        if problem is not None:
+            self._count("rejected_records")
+            log.warning("ServingClient: refusing policy %s v%d: %s", record.key, record.version, problem)
+            return  # the last good version stays in the cache
         try:
             installed = self._cache.offer(record)
         except (ValueError, KeyError, TypeError) as exc:

@@ -72,7 +72,31 @@ CASES = {
         "wrong_type:decisions.policy_version",
     ),
     "huge integer ts": (_with(ts=10**30), "wrong_type:ts"),
+    # Hostile input: limits that keep a later operator from throwing or a row from outgrowing Kafka.
+    "money beyond a double": (
+        json.dumps(GOOD_IMPRESSION).replace('"win_price": 0.8', '"win_price": 1e400'),
+        "non_finite_number",
+    ),  # fmt: skip
+    "money above the maximum": (_with(win_price=1e200), "win_price_out_of_range"),
+    "feature beyond a double": (
+        json.dumps(GOOD_IMPRESSION).replace("[1.0, 0.5]", "[1e999, 0.5]"),
+        "non_finite_number",
+    ),  # fmt: skip
+    "feature above the maximum": (_with(features=[1e300, 0.5]), "features_out_of_range"),
+    "features of another length": (_with(features=[1.0]), "wrong_length:features"),
+    "5,000 decisions": (_with(decisions=_decision() * 5000), "too_many_items:decisions"),
+    "one agent twice": (_with(decisions=_decision() + _decision(action="cr2")), "duplicate_agent:decisions"),
+    "separator in a campaign": (_with(campaign_id="c|1"), "bad_id:campaign_id"),
+    "colon in a user": (_with(user_id="u:1"), "bad_id:user_id"),
+    "space in an action": (_with(decisions=_decision(action="cr 1")), "bad_id:decisions.action"),
+    "id of 129 characters": (_with(impression_id="i" * 129), "too_long:impression_id"),
+    "a key given twice": (json.dumps(GOOD_IMPRESSION)[:-1] + ', "ts": 5}', "duplicate_key"),
+    "400 KB of control bytes": ("\x01" * 400_000, "payload_too_large"),
+    "nesting 5,000 deep": ("[" * 5000 + "]" * 5000, "invalid_json"),
 }
+
+# The deployment's feature length for these cases (GOOD_IMPRESSION's).
+LIMITS = ingest.ParseLimits(feature_dim=2)
 
 
 def test_every_bad_payload_gets_its_reason(t_env):
@@ -87,7 +111,7 @@ SELECT *, CURRENT_TIMESTAMP AS kafka_ts, CAST(NULL AS TIMESTAMP_LTZ(3)) AS rowti
 FROM raw_elements""")
     for statement in ingest.function_statements():
         t_env.execute_sql(statement)
-    t_env.execute_sql(ingest.checked_view_ddl(events.IMPRESSIONS, "raw_probe", max_future_ms=86_400_000))
+    t_env.execute_sql(ingest.checked_view_ddl(events.IMPRESSIONS, "raw_probe", 86_400_000, LIMITS))
     with t_env.execute_sql("SELECT src_offset, reason FROM checked_impressions").collect() as results:
         got = {names[row[0]]: row[1] for row in results}
     assert got == {name: reason for name, (_, reason) in CASES.items()}

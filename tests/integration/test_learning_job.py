@@ -68,3 +68,46 @@ def test_policies_in_redis_equal_a_replay_of_the_micro_batches(services, unique_
         store.purge()
         store.close()
         kafka_tools.delete_topics(bootstrap, topics)
+
+
+def test_a_failing_learner_sends_its_batches_to_the_dead_letters_and_the_job_keeps_learning(
+    services, unique_prefix, tmp_path
+):
+    """The bid agent misconfigured (a pacing learner fed bid batches): each of its micro-batches is a
+    dead letter naming the key and the error, while the creative agent keeps learning and the job
+    keeps running, with no restart allowed."""
+    bootstrap = services.kafka_bootstrap
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
+        batches={"interval_ms": 500},
+        learners={
+            "creative": {"learner": "ThompsonSampling"},
+            "bid": {"learner": "BudgetPacer", "budget": 100.0},
+        },
+    )
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    kafka_tools.create_topics(bootstrap, topics)
+    with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:
+        for chunk in Simulator(SimConfig(days=1, n_users=500, requests_per_day=2_000)).run():
+            writer.write(chunk.records)
+    job = feedback_job.run(cfg, wait=False, flink_overrides={"restart-strategy.type": "none"})
+    store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
+    try:
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
+        assert str(job.get_job_status().result()) == "RUNNING"
+        dead = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("dlq"))]
+        failed = [row for row in dead if row["reason"].startswith("learner_error:")]
+        assert failed and all("|bid: " in row["reason"] for row in failed)
+        assert all(
+            row["src_topic"] == "learner" and json.loads(row["payload"])["agent"] == "bid" for row in failed
+        )
+        records = store.load_all()
+        assert {r.agent for r in records} == {"creative"}  # bid kept no params; creative learned on
+        assert all(r.version > 1 for r in records)
+    finally:
+        job.cancel().result()
+        store.purge()
+        store.close()
+        kafka_tools.delete_topics(bootstrap, topics)

@@ -23,7 +23,7 @@ from state.policy_store import (
     PolicyStoreUnavailable,
     RedisPolicyStore,
 )
-from tests.integration.secured import RedisServer, make_certs
+from tests.integration.secured import RedisServer, free_port, make_certs
 
 NOW_MS = 1_700_000_000_000
 
@@ -275,3 +275,40 @@ def test_pending_publisher_waits_retry_interval_while_down(throwaway: RedisServe
         now[0] = 31.0
         assert pending.publish(ts_record("c01", "creative", 3)) is Outcome.WRITTEN
         assert s.get("c01", "creative").version == 3
+
+
+def test_a_full_a_read_only_and_a_refusing_redis_hold_the_policies_and_never_raise(
+    throwaway: RedisServer,
+) -> None:
+    """maxmemory with noeviction (OOM), a replica after a failover (READONLY) and a permission
+    taken away (NOPERM): the publisher holds the newest record of each key and writes it once
+    Redis takes writes again."""
+    admin = redis.Redis(host="127.0.0.1", port=throwaway.port)
+    with RedisPolicyStore(throwaway.url, socket_timeout_s=0.5) as s:
+        pending = PendingPublisher(s, retry_interval_s=0.0)
+        assert pending.publish(ts_record("c01", "creative", 1)) is Outcome.WRITTEN
+
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")
+        assert pending.publish(ts_record("c01", "creative", 2)) is Outcome.PENDING
+        assert isinstance(pending.last_error, PolicyStoreUnavailable)
+        assert isinstance(pending.last_error.__cause__, redis.exceptions.OutOfMemoryError)
+        admin.config_set("maxmemory", "0")
+        assert pending.flush() == 1
+
+        admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # a master that is not there
+        assert pending.publish(ts_record("c01", "creative", 3)) is Outcome.PENDING
+        assert isinstance(pending.last_error.__cause__, redis.exceptions.ReadOnlyError)
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        assert pending.flush() == 1
+        assert s.get("c01", "creative").version == 3
+
+    admin.execute_command("ACL", "SETUSER", "job", "on", ">pw", "~other:*", "&*", "+@all")
+    with RedisPolicyStore(throwaway.url, username="job", password="pw", socket_timeout_s=0.5) as s:
+        pending = PendingPublisher(s, retry_interval_s=0.0)
+        assert pending.publish(ts_record("c01", "creative", 4)) is Outcome.PENDING
+        assert isinstance(pending.last_error, PolicyStoreAuthError)
+        admin.execute_command("ACL", "SETUSER", "job", "~adloop:*")
+        assert pending.flush() == 1
+    assert admin.hget("adloop:policy:c01:creative", "version") == b"4"
+    admin.close()

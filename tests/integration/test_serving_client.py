@@ -189,3 +189,48 @@ def test_bids_are_capped_at_max_bid_and_remaining_budget(store: RedisPolicyStore
         assert fallback.source == "default" and fallback.amount == 2.0
         with pytest.raises(ValueError, match="remaining_budget"):
             client.bid("c01", {"time_block": 0, "segment": "young"}, 0.4, mults)
+
+
+def _write_raw(store: RedisPolicyStore, record: PolicyRecord, text: str) -> None:
+    """Write ``text`` as the record, through the store's own script (as another writer might)."""
+    from state.codec import Notification
+
+    args = [record.version, text, 1000, record.campaign_id, record.agent, record.updated_at_ms,
+            store.keys.channel, Notification.of(record).to_json()]  # fmt: skip
+    store._publish_script(
+        keys=[store.keys.policy(record.campaign_id, record.agent), store.keys.stream], args=args
+    )
+
+
+def test_refuses_non_finite_params_and_a_future_stamp_and_keeps_serving_the_last_good(
+    store: RedisPolicyStore,
+) -> None:
+    import json
+
+    from state.codec import encode_record
+
+    store.publish(ts_record("c01", "creative", 1))
+    with ServingClient(store, campaigns=["c01"], seed=1) as client:
+        assert client.version("c01", "creative") == 1
+        infinite = ts_record("c01", "creative", 2)
+        doc = json.loads(encode_record(infinite))
+        doc["params"]["stats"][0][1] = float("inf")
+        _write_raw(store, infinite, json.dumps(doc))  # "Infinity": JSON that json.loads accepts
+        assert _eventually(lambda: client.stats().rejected_records == 1)
+        future = ts_record("c01", "creative", 3, updated_at_ms=int(time.time() * 1000) + 3_600_000)
+        store.publish(future)
+        assert _eventually(lambda: client.stats().rejected_records == 2)
+        assert client.version("c01", "creative") == 1
+        assert client.choose("c01", "creative", None, ARMS).policy_version == 1
+        store.publish(ts_record("c01", "creative", 4))
+        assert client.wait_for_version("c01", "creative", 4, timeout_s=5.0)
+        assert client.versions_seen("c01", "creative") == (1, 4)
+
+
+def _eventually(check, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False

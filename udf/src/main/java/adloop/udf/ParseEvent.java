@@ -3,11 +3,15 @@ package adloop.udf;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
+import java.util.regex.Pattern;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.StreamReadFeature;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.json.JsonReadFeature;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.DeserializationFeature;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
@@ -40,8 +44,12 @@ import org.apache.flink.table.types.inference.TypeInference;
  */
 public class ParseEvent extends ScalarFunction {
 
-    private static final ObjectMapper STRICT =
-            JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).build();
+    // A key given twice is refused: readers that keep the first and readers that keep the last
+    // (event time is read before the parse) would otherwise see two different events.
+    private static final ObjectMapper STRICT = JsonMapper.builder()
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+            .build();
     // Only used to tell a NaN/Infinity number apart from otherwise broken JSON.
     private static final ObjectMapper LENIENT = JsonMapper.builder()
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
@@ -85,10 +93,16 @@ public class ParseEvent extends ScalarFunction {
         // The payload's UTF-8 bytes, parsed as they are: decoding them into a Java String first
         // cost more than the parse (and bytes that are not UTF-8 are then invalid JSON).
         byte[] json = payload.toBytes();
+        if (spec.maxBytes > 0 && json.length > spec.maxBytes) {
+            return spec.rejected("payload_too_large");
+        }
         JsonNode root;
         try {
             root = STRICT.readTree(json);
         } catch (IOException e) {
+            if (e.getMessage() != null && e.getMessage().startsWith("Duplicate field")) {
+                return spec.rejected("duplicate_key");
+            }
             return spec.rejected(nonFinite(json) ? "non_finite_number" : "invalid_json");
         }
         if (root == null || !root.isObject()) {
@@ -156,6 +170,12 @@ public class ParseEvent extends ScalarFunction {
                 if (field.allowed != null && !field.allowed.contains(text)) {
                     return "wrong_type:" + path;
                 }
+                if (field.maxLength >= 0 && text.length() > field.maxLength) {
+                    return "too_long:" + path;
+                }
+                if (field.pattern != null && !field.pattern.matcher(text).matches()) {
+                    return "bad_id:" + path;
+                }
                 parsed = StringData.fromString(text);
                 break;
             case "integer":
@@ -170,6 +190,9 @@ public class ParseEvent extends ScalarFunction {
                     return "wrong_type:" + path;
                 }
                 double x = value.doubleValue();
+                if (!Double.isFinite(x)) {
+                    return "non_finite_number"; // e.g. 1e400, which Jackson reads as Infinity
+                }
                 parsed = canonical ? StringData.fromString(Double.toString(x)) : (Object) x;
                 break;
             default:
@@ -203,6 +226,12 @@ public class ParseEvent extends ScalarFunction {
         if (!value.isArray()) {
             return "wrong_type:" + path;
         }
+        if (field.length >= 0 && value.size() != field.length) {
+            return "wrong_length:" + path;
+        }
+        if (field.maxItems >= 0 && value.size() > field.maxItems) {
+            return "too_many_items:" + path;
+        }
         if (field.items.equals("number")) {
             double[] numbers = new double[value.size()];
             for (int i = 0; i < numbers.length; i++) {
@@ -211,6 +240,12 @@ public class ParseEvent extends ScalarFunction {
                     return "wrong_type:" + path;
                 }
                 numbers[i] = item.doubleValue();
+                if (!Double.isFinite(numbers[i])) {
+                    return "non_finite_number";
+                }
+                if (field.maximum != null && Math.abs(numbers[i]) > field.maximum) {
+                    return field.name + "_out_of_range";
+                }
             }
             if (numbers.length < field.minItems) {
                 return "missing_field:" + path;
@@ -253,6 +288,15 @@ public class ParseEvent extends ScalarFunction {
                 elements.get(i).put(sub.key, (StringData) parsed[0]);
             }
         }
+        if (field.uniqueBy != null) {
+            Set<StringData> seen = new HashSet<>();
+            for (Map<StringData, StringData> element : elements) {
+                StringData key = element.get(field.uniqueBy);
+                if (key != null && !seen.add(key)) {
+                    return "duplicate_" + field.uniqueBy + ":" + path;
+                }
+            }
+        }
         GenericMapData[] maps = new GenericMapData[elements.size()];
         for (int i = 0; i < maps.length; i++) {
             maps[i] = new GenericMapData(elements.get(i));
@@ -270,6 +314,8 @@ public class ParseEvent extends ScalarFunction {
 
         final List<Double> versions = new ArrayList<>();
         final List<Field> fields = new ArrayList<>();
+        /** Payloads longer than this many bytes are rejected unparsed (0: no limit). */
+        int maxBytes;
 
         /** The output row: reason, schema_version, then each field by its JSON type. */
         DataType outputType() {
@@ -296,12 +342,19 @@ public class ParseEvent extends ScalarFunction {
             String type;
             boolean required;
             int minLength;
+            int maxLength;
             Double minimum;
             Double exclusiveMinimum;
             Double maximum;
             List<String> allowed;
+            Pattern pattern;
             String items;
             int minItems;
+            /** An array's exact length and its most elements (-1: any). */
+            int length;
+            int maxItems;
+            /** An object array's field whose value no two elements may share. */
+            StringData uniqueBy;
             final List<Field> fields = new ArrayList<>();
 
             DataType dataType() {
@@ -328,6 +381,7 @@ public class ParseEvent extends ScalarFunction {
                 Rules rules = new Rules();
                 root.get("versions").forEach(v -> rules.versions.add(v.doubleValue()));
                 root.get("fields").forEach(f -> rules.fields.add(field(f)));
+                rules.maxBytes = root.path("max_bytes").asInt(0);
                 return rules;
             } catch (JsonProcessingException | RuntimeException e) {
                 throw new IllegalArgumentException("ADLOOP_PARSE: rules are not valid: " + text, e);
@@ -341,6 +395,7 @@ public class ParseEvent extends ScalarFunction {
             f.type = node.get("type").textValue();
             f.required = node.path("required").asBoolean(false);
             f.minLength = node.path("min_length").asInt(0);
+            f.maxLength = node.path("max_length").asInt(-1);
             f.minimum = number(node, "minimum");
             f.exclusiveMinimum = number(node, "exclusive_minimum");
             f.maximum = number(node, "maximum");
@@ -352,6 +407,10 @@ public class ParseEvent extends ScalarFunction {
             }
             f.items = node.path("items").asText("");
             f.minItems = node.path("min_items").asInt(0);
+            f.length = node.path("length").asInt(-1);
+            f.maxItems = node.path("max_items").asInt(-1);
+            f.pattern = node.has("pattern") ? Pattern.compile(node.get("pattern").textValue()) : null;
+            f.uniqueBy = node.has("unique_by") ? StringData.fromString(node.get("unique_by").textValue()) : null;
             node.path("fields").forEach(sub -> f.fields.add(field(sub)));
             return f;
         }
