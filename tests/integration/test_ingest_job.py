@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -90,3 +91,102 @@ def test_job_turns_valid_events_into_rewards_and_bad_ones_into_dead_letters(
         assert row["reason"].startswith(EXPECTED_REASON[record.malformed]), (record.malformed, row["reason"])
         assert row["src_topic"] == unique_prefix + record.topic
         assert row["src_offset"] >= 0
+
+
+def _impression(n: int, ts: int, **changes) -> dict:
+    return {
+        "schema_version": 1, "event_id": f"e{n}", "impression_id": f"i{n}", "ts": ts, "user_id": f"u{n % 7}",
+        "campaign_id": "c1", "segment": "s1", "creative_id": "cr1", "bid_price": 1.0, "win_price": 0.5,
+        "features": [0.5] * 8,
+        "decisions": [{"agent": "creative", "action": "cr1", "propensity": 0.5, "policy_version": 1}],
+        **changes,
+    }  # fmt: skip
+
+
+def _hostile(now: int) -> dict[str, tuple[bytes, str]]:
+    """Payloads an attacker or a broken producer might send, with the reason each must get."""
+    good = json.dumps(_impression(9_000, now - 60_000))
+    return {
+        "1e200 price": (
+            json.dumps(_impression(9_001, now, win_price=1e200)).encode(),
+            "win_price_out_of_range",
+        ),
+        "1e400 price": (good.replace('"win_price": 0.5', '"win_price": 1e400').encode(), "non_finite_number"),
+        "400 KB of 0x01": (b"\x01" * 400_000, "payload_too_large"),
+        "150,000 features": (
+            json.dumps(_impression(9_002, now, features=[1.0] * 150_000)).encode(),
+            "payload_too_large",
+        ),  # fmt: skip
+        "5,000 decisions": (
+            json.dumps(_impression(9_003, now, decisions=_impression(0, 0)["decisions"] * 5000)).encode(),
+            "payload_too_large",
+        ),
+        "two creative decisions": (
+            json.dumps(_impression(9_004, now, decisions=_impression(0, 0)["decisions"] * 2)).encode(),
+            "duplicate_agent:decisions",
+        ),
+        "a | in the campaign": (
+            json.dumps(_impression(9_005, now, campaign_id="c|1")).encode(),
+            "bad_id:campaign_id",
+        ),
+        "ts given twice": ((good[:-1] + ', "ts": 1}').encode(), "duplicate_key"),
+        # The raw format decodes the bytes as UTF-8, bad ones becoming U+FFFD: no id allows that.
+        "bad UTF-8": (b'{"schema_version": 1, "event_id": "\xff\xfe"}', "bad_id:event_id"),
+        "nesting 10,000 deep": (b"[" * 10_000 + b"]" * 10_000, "invalid_json"),
+        "3 features": (
+            json.dumps(_impression(9_006, now, features=[1.0] * 3)).encode(),
+            "wrong_length:features",
+        ),
+    }
+
+
+def test_far_future_and_hostile_events_are_dead_letters_and_move_neither_event_time_nor_the_job(
+    services, unique_prefix
+):
+    """One event two hours ahead on every partition, then hostile payloads and normal traffic: the
+    normal traffic is on time, every bad payload is a dead letter with its reason and a bounded
+    size, and the job (no restarts allowed) ends normally."""
+    from confluent_kafka import Producer
+
+    bootstrap = services.kafka_bootstrap
+    cfg = app_config.AppConfig().replace(
+        kafka={"bootstrap_servers": bootstrap, "topic_prefix": unique_prefix, "bounded": True,
+               "group_id": f"{unique_prefix}job"},
+        job={"learners": False},
+    )  # fmt: skip
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    kafka_tools.create_topics(bootstrap, topics)
+    now = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000, "log_level": 0})
+    future = [(topic, p) for topic in cfg.kafka.input_topics() for p in (0, 1)]
+    for n, (topic, partition) in enumerate(future):
+        producer.produce(
+            topic, json.dumps(_impression(8_000 + n, now + 2 * 3_600_000)).encode(), partition=partition
+        )
+    hostile = _hostile(now)
+    for n, (payload, _) in enumerate(hostile.values()):
+        producer.produce(cfg.kafka.topic("impressions"), payload, partition=n % 2)
+    normal = [_impression(n, now - 600_000 + n * 1_000) for n in range(300)]
+    for n, record in enumerate(normal):
+        producer.produce(cfg.kafka.topic("impressions"), json.dumps(record).encode(), partition=n % 2)
+    assert producer.flush(30) == 0
+    try:
+        feedback_job.run(cfg, flink_overrides={"restart-strategy.type": "none"})
+        late = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("late"))]
+        dlq = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("dlq"))]
+        rewards = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("rewards"))]
+    finally:
+        kafka_tools.delete_topics(bootstrap, topics)
+
+    assert late == []
+    assert {row["impression_id"] for row in rewards if row["kind"] == "initial"} == {
+        r["impression_id"] for r in normal
+    }
+    assert sorted(row["reason"] for row in dlq) == sorted(
+        ["future_timestamp"] * len(future) + [reason for _, reason in hostile.values()]
+    )
+    for row in dlq:
+        assert len(row["payload"]) <= cfg.ingest.dlq_payload_chars and row["payload_length"] >= len(
+            row["payload"]
+        )
+    assert max(row["payload_length"] for row in dlq) >= 400_000
