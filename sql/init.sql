@@ -43,7 +43,7 @@ SELECT b.window_end, b.event_time, b.campaign_id, b.agent, a.state, a.arm, a.tri
 FROM learner_batches_stream AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, reward_sum, reward_sq_sum, delayed_sum, ipw_reward_sum, cost_sum, wins, xx, rx);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
-  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
+  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT, payload_length INT
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.dlq',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -101,10 +101,10 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_impressions AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
-    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM raw_impressions);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000,"length":8},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM raw_impressions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_impressions AS
 SELECT
@@ -143,7 +143,7 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -158,10 +158,10 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_clicks AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
-    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0}]}') AS parsed FROM raw_clicks);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0}],"max_bytes":65536}') AS parsed FROM raw_clicks);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_clicks AS
 SELECT
@@ -192,7 +192,7 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -207,10 +207,10 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_conversions AS
 SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
-    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 86400, kafka_ts) THEN 'future_timestamp'
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"conversion_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"value","type":"number","required":true,"minimum":0}]}') AS parsed FROM raw_conversions);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"conversion_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"value","type":"number","required":true,"minimum":0,"maximum":1000000}],"max_bytes":65536}') AS parsed FROM raw_conversions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_conversions AS
 SELECT
@@ -315,16 +315,16 @@ FROM (
     decision['action'] AS action,
     CAST(decision['propensity'] AS DOUBLE) AS propensity,
     CAST(decision['policy_version'] AS BIGINT) AS policy_version, c.parsed.features AS features
-  FROM (SELECT *, ADLOOP_PARSE(CAST(imp_payload AS STRING), '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1},{"name":"impression_id","type":"string","required":true,"min_length":1},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1},{"name":"campaign_id","type":"string","required":true,"min_length":1},{"name":"segment","type":"string","required":true,"min_length":1},{"name":"creative_id","type":"string","required":true,"min_length":1},{"name":"bid_price","type":"number","required":true,"minimum":0},{"name":"win_price","type":"number","required":true,"minimum":0},{"name":"features","type":"array","required":true,"items":"number"},{"name":"decisions","type":"array","required":true,"min_items":1,"items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}]}]}') AS parsed FROM impression_credits) c
+  FROM (SELECT *, ADLOOP_PARSE(CAST(imp_payload AS STRING), '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM impression_credits) c
   CROSS JOIN UNNEST(c.parsed.decisions) AS d (decision)
 );
 
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS SELECT ADLOOP_COUNTED(payload, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset FROM checked_impressions WHERE reason IS NOT NULL
-UNION ALL SELECT ADLOOP_COUNTED(payload, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset FROM checked_clicks WHERE reason IS NOT NULL
-UNION ALL SELECT ADLOOP_COUNTED(payload, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset FROM checked_conversions WHERE reason IS NOT NULL;
+CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_impressions WHERE reason IS NOT NULL
+UNION ALL SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_clicks WHERE reason IS NOT NULL
+UNION ALL SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_conversions WHERE reason IS NOT NULL;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_impressions
 UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_clicks
@@ -348,7 +348,7 @@ SELECT b.window_end, b.event_time, b.campaign_id, b.agent, a.state, a.arm, a.tri
 FROM learner_batches AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, reward_sum, reward_sq_sum, delayed_sum, ipw_reward_sum, cost_sum, wins, xx, rx);
 
 CREATE TABLE IF NOT EXISTS dlq_sink (
-  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT
+  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT, payload_length INT
 ) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'adloop-json');
 
 CREATE TABLE IF NOT EXISTS late_sink (
