@@ -53,7 +53,7 @@ CASES = {
     "ts fractional": (_with(ts=1.5), "wrong_type:ts"),
     "campaign as number": (_with(campaign_id=7), "wrong_type:campaign_id"),
     "negative cost": (_with(win_price=-0.01), "negative_value:win_price"),
-    "features not numbers": (_with(features=["a"]), "wrong_type:features"),
+    "features not numbers": (_with(features=["a", "b"]), "wrong_type:features"),
     "no decisions": (_with(decisions=[]), "missing_field:decisions"),
     "decision without propensity": (
         _with(decisions=[{"agent": "bid", "action": "1", "policy_version": 1}]),
@@ -84,7 +84,8 @@ CASES = {
     ),  # fmt: skip
     "feature above the maximum": (_with(features=[1e300, 0.5]), "features_out_of_range"),
     "features of another length": (_with(features=[1.0]), "wrong_length:features"),
-    "5,000 decisions": (_with(decisions=_decision() * 5000), "too_many_items:decisions"),
+    "4 decisions for 3 agents": (_with(decisions=_decision() * 4), "too_many_items:decisions"),
+    "5,000 decisions": (_with(decisions=_decision() * 5000), "payload_too_large"),
     "one agent twice": (_with(decisions=_decision() + _decision(action="cr2")), "duplicate_agent:decisions"),
     "separator in a campaign": (_with(campaign_id="c|1"), "bad_id:campaign_id"),
     "colon in a user": (_with(user_id="u:1"), "bad_id:user_id"),
