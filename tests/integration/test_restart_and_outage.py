@@ -1,13 +1,17 @@
-"""The job with learners survives a restart from its latest checkpoint and a 30 s Redis outage."""
+"""The job with learners survives a restart from its latest checkpoint, a 30 s Redis outage, and a
+full, read-only, refusing or silent Redis."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
+import pytest
+import redis
 from pyflink.common import JobStatus
 
 from jobs import config as app_config
@@ -20,8 +24,8 @@ from sim.writers import KafkaWriter
 from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 from tests.integration.configs import job_config
+from tests.integration.secured import RedisServer, free_port
 from tests.integration.test_learning_job import _close
-from tests.integration.test_policy_store import RedisServer
 
 # No injected late events: whether a late event is behind the watermark on arrival depends on
 # how far the periodic watermark has moved, which differs between two runs, and one row more or
@@ -346,5 +350,102 @@ def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arriv
             store.purge()
         finally:
             store.close()
+            redis_server.stop()
+            kafka_tools.delete_topics(bootstrap, topics)
+
+
+FAULT_S = 15.0
+JOB_REDIS_PASSWORD = "job-redis-pw"
+
+
+def _fault(kind: str, admin, server: RedisServer, prefix: str):
+    """Start the fault ``kind`` on the job's Redis; returns the function that ends it."""
+    if kind == "oom":  # maxmemory with noeviction: every write is refused with OOM
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")
+        return lambda: admin.config_set("maxmemory", "0")
+    if kind == "readonly":  # a failover made this server a replica (of a master that is not there)
+        admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        return lambda: admin.execute_command("REPLICAOF", "NO", "ONE")
+    if kind == "noperm":  # the job's user loses its key prefix
+        admin.execute_command("ACL", "SETUSER", "job", "resetkeys", "~someone-else:*")
+        return lambda: admin.execute_command("ACL", "SETUSER", "job", "resetkeys", f"~{prefix}:*")
+    if kind == "silent":  # connections are accepted (kernel backlog) and never answered
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        return lambda: os.kill(server.proc.pid, signal.SIGCONT)
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["oom", "readonly", "noperm", "silent"])
+def test_a_full_read_only_refusing_or_silent_redis_does_not_fail_the_job_and_the_latest_policies_arrive(
+    services, unique_prefix, tmp_path, monkeypatch, kind
+):
+    """Each Redis fault lasts 15 s while micro-batches keep coming. With no restarts allowed, the
+    job stays RUNNING, publishes are held and retried, and once the fault ends Redis holds each
+    key's latest params (a replay of the micro-batches topic), with no further input."""
+    bootstrap = services.kafka_bootstrap
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    admin = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    prefix = unique_prefix.rstrip(".")
+    admin.execute_command(
+        "ACL", "SETUSER", "job", "on", f">{JOB_REDIS_PASSWORD}", f"~{prefix}:*", "&*", "+@all"
+    )
+    monkeypatch.setenv("T_JOB_REDIS_PW", JOB_REDIS_PASSWORD)
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
+        redis={"url": redis_server.url, "username": "job", "password": "${env:T_JOB_REDIS_PW}"},
+        batches={"interval_ms": 500},
+    )
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    kafka_tools.create_topics(bootstrap, topics)
+    parts = _thirds()
+    store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
+    job = None
+    try:
+        _write(bootstrap, unique_prefix, parts[0])
+        job = _run(cfg, {"restart-strategy.type": "none"})
+        _wait_for(lambda: _records(store), 240, "published policies")
+        end_fault = _fault(kind, admin, redis_server, prefix)
+        started = time.monotonic()
+        _write(bootstrap, unique_prefix, parts[1] + parts[2])
+        statuses = set()
+        while time.monotonic() - started < FAULT_S:
+            statuses.add(job.get_job_status().result())
+            time.sleep(0.5)
+        end_fault()
+
+        kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
+        statuses.add(job.get_job_status().result())
+        assert statuses == {JobStatus.RUNNING}, statuses
+        batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
+        learners = KeyedLearners(LearnerSpecs(cfg.learners.specs))
+        replayed = {}
+        for row in batches:
+            learner = learners.learner(row["campaign_id"], row["agent"], None)
+            learner.update(batch_from_aggregate(row))
+            replayed[(row["campaign_id"], row["agent"])] = learner.to_params()
+        _wait_for(
+            lambda: all((r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()),
+            30,
+            "the held policies in Redis",
+        )
+        for key, params in replayed.items():
+            _close(params, store.get(*key).params)
+        updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
+        held = sum(not u["published"] for u in updates)
+        assert held > 0, f"no publish happened during the {kind} fault: the test did not test it"
+    finally:
+        if redis_server.proc is not None and redis_server.proc.poll() is None:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        if job is not None:
+            job.cancel().result()
+        try:
+            store.purge()
+        finally:
+            store.close()
+            admin.close()
             redis_server.stop()
             kafka_tools.delete_topics(bootstrap, topics)
