@@ -132,6 +132,8 @@ class RedisConfig:
     tls_cert_file: str = ""  # client certificate and key, when the server asks for one
     tls_key_file: str = ""
     tls_check_hostname: bool = True  # the server certificate must name the host in the URL
+    # Bound on each Redis call (connect, read): a silent server holds a learner's timer no longer.
+    timeout_ms: int = 1_000
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
@@ -142,6 +144,8 @@ class RedisConfig:
                 "${env:NAME} or ${file:PATH}), found one (not shown)"
             )
         secrets.check_not_plain("redis.password", self.password)
+        if not isinstance(self.timeout_ms, int) or isinstance(self.timeout_ms, bool) or self.timeout_ms < 10:
+            _bad("redis.timeout_ms", "an integer >= 10 (milliseconds)", self.timeout_ms)
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             _bad(
                 "redis.tls_cert_file / redis.tls_key_file",
@@ -156,7 +160,7 @@ class RedisConfig:
     def store_options(self, env: Mapping[str, str] | None = None, *, resolve: bool = True) -> dict[str, Any]:
         """Keyword arguments of :class:`state.policy_store.RedisPolicyStore`, the password resolved
         (or left a reference with ``resolve=False``, for an operator to resolve where it runs)."""
-        options: dict[str, Any] = {"key_prefix": self.key_prefix}
+        options: dict[str, Any] = {"key_prefix": self.key_prefix, "socket_timeout_s": self.timeout_ms / 1000}
         if self.username:
             options["username"] = self.username
         if self.password:

@@ -373,7 +373,7 @@ def check_connections(cfg: app_config.AppConfig) -> None:
     if not cfg.job.learners:
         return
     try:
-        with RedisPolicyStore(cfg.redis.url, socket_timeout_s=5.0, **cfg.redis.store_options()) as store:
+        with RedisPolicyStore(cfg.redis.url, **cfg.redis.store_options()) as store:
             store.check_access()
     except PolicyStoreUnavailable as exc:
         print(f"feedback_job: warning: {exc}; policies are published once it is back", file=sys.stderr)
