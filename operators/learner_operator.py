@@ -145,8 +145,7 @@ class LearnerOperator(KeyedProcessFunction):
             and now - last_publish >= self.settings.publish_interval_ms
         ):
             yield self._publish(campaign_id, agent, learner.to_params(), now)
-            # A record Redis has not taken stays pending in state: a restored timer publishes it.
-            pending, last_publish = int(self._held(key)), now
+            pending, last_publish = 0, now
             if self._held(key) and key not in self._publish_timers:
                 # Redis is down: retry from a timer, not only when the next micro-batch comes.
                 self._register(ctx, self._publish_timers, key, now + RETRY_MS)
@@ -166,13 +165,11 @@ class LearnerOperator(KeyedProcessFunction):
         # Any timer of the key may publish: after a restore, the one that was due may be missing.
         if pending and timestamp >= last_publish + self.settings.publish_interval_ms:
             yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
-            pending, last_publish = int(self._held(key)), timestamp
+            pending, last_publish = 0, timestamp
         if self._held(key):
             # Redis was down: try again later; the newest params of the key are held meanwhile.
             self._publisher.flush()
-            if not self._held(key):
-                pending = 0  # the flush wrote it
-            elif key not in self._publish_timers:
+            if self._held(key) and key not in self._publish_timers:
                 self._register(ctx, self._publish_timers, key, timestamp + RETRY_MS)
         elif pending:
             self._schedule_publish(ctx, key, timestamp, last_publish)
