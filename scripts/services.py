@@ -130,20 +130,26 @@ def _kafka_properties(data: Path, port: int, controller_port: int) -> str:
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={data}",
             "num.partitions=2",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            # Test topics are created explicitly; keep the broker from inventing misspelt ones.
-            "auto.create.topics.enable=false",
-            # Flink's exactly-once Kafka sink keeps transactions open across checkpoints.
-            "transaction.max.timeout.ms=3600000",
-            "log.retention.hours=-1",
+            *SINGLE_BROKER,
             "",
         ]
     )
+
+
+# A single broker's settings: one replica of the internal topics, no invented topics.
+SINGLE_BROKER = (
+    "offsets.topic.replication.factor=1",
+    "transaction.state.log.replication.factor=1",
+    "transaction.state.log.min.isr=1",
+    "share.coordinator.state.topic.replication.factor=1",
+    "share.coordinator.state.topic.min.isr=1",
+    "group.initial.rebalance.delay.ms=0",
+    # Test topics are created explicitly; keep the broker from inventing misspelt ones.
+    "auto.create.topics.enable=false",
+    # Flink's exactly-once Kafka sink keeps transactions open across checkpoints.
+    "transaction.max.timeout.ms=3600000",
+    "log.retention.hours=-1",
+)
 
 
 def _log4j2(path: Path, log_file: Path) -> None:

@@ -152,14 +152,7 @@ class SecureKafka:
                 "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
                 f"log.dirs={self.home / 'data'}",
                 "num.partitions=1",
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                "transaction.max.timeout.ms=3600000",
+                *svc.SINGLE_BROKER,
                 "",
             ]
         )

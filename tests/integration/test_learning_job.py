@@ -31,6 +31,19 @@ def _close(a, b, path="params"):
         assert a == b, (path, a, b)
 
 
+def replay_batches(bootstrap: str, cfg) -> dict:
+    """The params of each key after the micro-batches of its batches topic, replayed key by key in
+    their order through fresh learners: what the job's learners must have reached."""
+    batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
+    learners = KeyedLearners(LearnerSpecs(cfg.learners.specs))
+    replayed = {}
+    for row in batches:
+        learner = learners.learner(row["campaign_id"], row["agent"], None)
+        learner.update(batch_from_aggregate(row))
+        replayed[(row["campaign_id"], row["agent"])] = learner.to_params()
+    return replayed
+
+
 def test_policies_in_redis_equal_a_replay_of_the_micro_batches(services, unique_prefix, tmp_path):
     bootstrap = services.kafka_bootstrap
     cfg = job_config(services, unique_prefix, tmp_path / "rewards", batches={"interval_ms": 500})
@@ -43,15 +56,8 @@ def test_policies_in_redis_equal_a_replay_of_the_micro_batches(services, unique_
     store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
     try:
         kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
-        batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
         updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
-        # Replay the same micro-batches, key by key in their order, through fresh learners.
-        learners = KeyedLearners(LearnerSpecs(cfg.learners.specs))
-        replayed = {}
-        for row in batches:
-            learner = learners.learner(row["campaign_id"], row["agent"], None)
-            learner.update(batch_from_aggregate(row))
-            replayed[(row["campaign_id"], row["agent"])] = learner.to_params()
+        replayed = replay_batches(bootstrap, cfg)
         assert replayed
         for (campaign_id, agent), params in replayed.items():
             record = store.get(campaign_id, agent)

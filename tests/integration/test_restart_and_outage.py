@@ -16,7 +16,6 @@ from pyflink.common import JobStatus
 
 from jobs import config as app_config
 from jobs import feedback_job
-from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
@@ -25,7 +24,7 @@ from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 from tests.integration.configs import job_config
 from tests.integration.secured import RedisServer, free_port
-from tests.integration.test_learning_job import _close
+from tests.integration.test_learning_job import _close, replay_batches
 
 # No injected late events: whether a late event is behind the watermark on arrival depends on
 # how far the periodic watermark has moved, which differs between two runs, and one row more or
@@ -275,6 +274,21 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         kafka_tools.delete_topics(bootstrap, topics)
 
 
+def _converged(bootstrap: str, cfg: app_config.AppConfig, store: RedisPolicyStore) -> tuple[dict, int]:
+    """Wait until Redis holds each key's replayed params (the held records reach it within a few
+    retries, RETRY_MS, with no new input); returns them and how many publishes were held."""
+    replayed = replay_batches(bootstrap, cfg)
+    _wait_for(
+        lambda: all((r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()),
+        30,
+        "the held policies in Redis",
+    )
+    for key, params in replayed.items():
+        _close(params, store.get(*key).params)
+    updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
+    return replayed, sum(not u["published"] for u in updates)
+
+
 def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arrive(
     services, unique_prefix, tmp_path
 ):
@@ -319,23 +333,7 @@ def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arriv
         statuses.add(job.get_job_status().result())
         assert statuses == {JobStatus.RUNNING}, statuses
 
-        batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
-        learners = KeyedLearners(LearnerSpecs(cfg.learners.specs))
-        replayed = {}
-        for row in batches:
-            learner = learners.learner(row["campaign_id"], row["agent"], None)
-            learner.update(batch_from_aggregate(row))
-            replayed[(row["campaign_id"], row["agent"])] = learner.to_params()
-        # The held records reach Redis within a few retries (RETRY_MS), with no new input.
-        _wait_for(
-            lambda: all((r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()),
-            30,
-            "the held policies in Redis",
-        )
-        for key, params in replayed.items():
-            _close(params, store.get(*key).params)
-        updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
-        held = sum(not u["published"] for u in updates)
+        replayed, held = _converged(bootstrap, cfg, store)
         assert held > 0, "no publish happened during the outage: the test did not test it"
         grew = sum(replayed[key]["version"] > v for key, v in before.items())
         print(
@@ -420,22 +418,7 @@ def test_a_full_read_only_refusing_or_silent_redis_does_not_fail_the_job_and_the
         kafka_tools.wait_until_stable(bootstrap, cfg.kafka.topic("policy_updates"))
         statuses.add(job.get_job_status().result())
         assert statuses == {JobStatus.RUNNING}, statuses
-        batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
-        learners = KeyedLearners(LearnerSpecs(cfg.learners.specs))
-        replayed = {}
-        for row in batches:
-            learner = learners.learner(row["campaign_id"], row["agent"], None)
-            learner.update(batch_from_aggregate(row))
-            replayed[(row["campaign_id"], row["agent"])] = learner.to_params()
-        _wait_for(
-            lambda: all((r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()),
-            30,
-            "the held policies in Redis",
-        )
-        for key, params in replayed.items():
-            _close(params, store.get(*key).params)
-        updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
-        held = sum(not u["published"] for u in updates)
+        _, held = _converged(bootstrap, cfg, store)
         assert held > 0, f"no publish happened during the {kind} fault: the test did not test it"
     finally:
         if redis_server.proc is not None and redis_server.proc.poll() is None:
