@@ -21,7 +21,9 @@ EXPECTED = [["a", 1.0], ["b", 2.0], ["c", 3.0]]  # each row's arms, as Python sh
 def _arms_seen_by_python(mode: str | None) -> list[list[list]]:
     from pyflink.common.typeinfo import Types
 
-    env, t_env = environments(1, {"python.execution-mode": mode} if mode else None)
+    # No restarts: a job that fails here fails the call at once (thread mode, without pemja).
+    overrides = {"restart-strategy.type": "none", **({"python.execution-mode": mode} if mode else {})}
+    env, t_env = environments(1, overrides)
     rows = t_env.to_data_stream(t_env.sql_query(ARMS_QUERY))
     # A Python function, as the learner operator is: the arms cross into Python and back as text.
     seen = rows.map(lambda r: json.dumps([[arm[0], arm[1]] for arm in r.arms]), output_type=Types.STRING())

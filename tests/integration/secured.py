@@ -28,6 +28,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _watch(pid: int) -> subprocess.Popen[bytes]:
+    """A watchdog that stops ``pid`` once this test process is gone (or after an hour), should a
+    test or fixture end without stopping its server."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scripts.services", "_watchdog", "--ttl", "3600",
+         "--owner-pid", str(os.getpid()), "--pids", str(pid)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
 # -- certificates ----------------------------------------------------------------------------------
 
 
@@ -176,12 +186,7 @@ class SecureKafka:
             raise RuntimeError(f"Kafka storage format failed: {fmt.stderr or fmt.stdout}")
         self.proc = svc._spawn([*jvm, "kafka.Kafka", str(props)], self.home / "kafka.out")
         svc._wait(lambda: svc._kafka_ready(self.admin_bootstrap), "secured Kafka", self.proc, log)
-        # Stops the broker should this test process die without tearing down.
-        self.watchdog = subprocess.Popen(
-            [sys.executable, "-m", "scripts.services", "_watchdog", "--ttl", "3600",
-             "--owner-pid", str(os.getpid()), "--pids", str(self.proc.pid)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        self.watchdog = _watch(self.proc.pid)
 
     def add_scram_user(self, user: str, password: str) -> None:
         from confluent_kafka.admin import (
@@ -231,6 +236,7 @@ class RedisServer:
         ports = ["--port", "0", "--tls-port", str(self.port)] if self.tls_port else ["--port", str(self.port)]
         cmd = ["redis-server", *ports, "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir)]
         self.proc = subprocess.Popen([*cmd, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _watch(self.proc.pid)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -116,9 +116,11 @@ class Secured:
 def secured(services, tmp_path_factory) -> Secured:
     """The secured broker and Redis (the session's services provide the jars' work directory)."""
     stack = Secured(tmp_path_factory.mktemp("secured"))
-    stack.start()
-    yield stack
-    stack.stop()
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture
