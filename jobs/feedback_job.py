@@ -39,12 +39,20 @@ SOURCES = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CO
 TRANSACTIONAL_SINKS = {"rewards": "rewards", "batches": "batches", "policy_updates": "policy-updates"}
 
 
+def transactional_prefixes(kafka: app_config.KafkaConfig) -> dict[str, str]:
+    """The transactional-id prefix of each transactional sink (none when at-least-once)."""
+    if kafka.delivery_guarantee != "exactly-once":
+        return {}
+    return {sink: f"{kafka.transactional_id_prefix}.{name}" for sink, name in TRANSACTIONAL_SINKS.items()}
+
+
 def _delivery_options(kafka: app_config.KafkaConfig, sink: str) -> dict[str, str]:
-    if kafka.delivery_guarantee != "exactly-once" or sink not in TRANSACTIONAL_SINKS:
+    prefix = transactional_prefixes(kafka).get(sink)
+    if prefix is None:
         return {"sink.delivery-guarantee": "at-least-once"}
     return {
         "sink.delivery-guarantee": "exactly-once",
-        "sink.transactional-id-prefix": f"{kafka.transactional_id_prefix}.{TRANSACTIONAL_SINKS[sink]}",
+        "sink.transactional-id-prefix": prefix,
         "properties.transaction.timeout.ms": str(kafka.transaction_timeout_ms),
     }
 
@@ -351,34 +359,27 @@ def check_connections(cfg: app_config.AppConfig) -> None:
     (connect/preflight.py) or its Redis credentials or certificates are wrong. Redis being down is
     not an error: the job runs and publishes once Redis is back."""
     from connect.preflight import check_kafka
-    from state.policy_store import PolicyStoreAuthError, PolicyStoreUnavailable, RedisPolicyStore
+    from state.policy_store import PolicyStoreUnavailable, RedisPolicyStore
 
     kafka = cfg.kafka
-    transactional = (
-        [f"{kafka.transactional_id_prefix}.{name}" for name in TRANSACTIONAL_SINKS.values()]
-        if kafka.delivery_guarantee == "exactly-once"
-        else []
-    )
-    outputs = ["rewards", "batches", "late", "dlq"] + (["policy_updates"] if cfg.job.learners else [])
+    outputs = [t for t in kafka.output_topics() if cfg.job.learners or t != kafka.topic("policy_updates")]
     for warning in check_kafka(
         kafka.librdkafka(),
-        read_topics=[kafka.topic(stem) for stem in SOURCES.values()],
-        write_topics=[kafka.topic(name) for name in outputs],
+        read_topics=kafka.input_topics(),
+        write_topics=outputs,
         group_id=kafka.group_id,
-        transactional_ids=transactional,
+        transactional_ids=list(transactional_prefixes(kafka).values()),
         timeout_s=kafka.connect_timeout_ms / 1000,
         secrets=kafka.secret_values(),
     ):
         print(f"feedback_job: warning: {warning}", file=sys.stderr)
     if not cfg.job.learners:
         return
-    try:
+    try:  # a PolicyStoreAuthError (credentials, permission, certificate) stops the start
         with RedisPolicyStore(cfg.redis.url, **cfg.redis.store_options()) as store:
             store.check_access()
     except PolicyStoreUnavailable as exc:
         print(f"feedback_job: warning: {exc}; policies are published once it is back", file=sys.stderr)
-    except PolicyStoreAuthError as exc:
-        raise PolicyStoreAuthError(str(exc)) from None
 
 
 def run(cfg: app_config.AppConfig, wait: bool | None = None, flink_overrides: dict[str, str] | None = None):
