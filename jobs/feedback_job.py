@@ -141,9 +141,10 @@ def source_statements(cfg: app_config.AppConfig) -> list[str]:
         )
         statements += [
             raw,
-            ingest.checked_view_ddl(topic, f"raw_{stem}", cfg.ingest.max_future_ms, parse_limits(cfg)),
+            ingest.partition_clock_ddl(topic, f"raw_{stem}"),
+            ingest.checked_view_ddl(topic, f"clocked_{stem}", cfg.ingest.max_future_ms, parse_limits(cfg)),
             ingest.valid_view_ddl(topic),
-            *ingest.late_split_ddl(topic),
+            *ingest.late_split_ddl(topic, cfg.ingest.out_of_orderness_ms),
         ]
     return statements
 

@@ -72,6 +72,25 @@ def end_offsets(
         consumer.close()
 
 
+def committed_offsets(
+    bootstrap: str,
+    group_id: str,
+    topic: str,
+    timeout_s: float = 10.0,
+    config: Mapping[str, Any] | None = None,
+) -> dict[int, int]:
+    """The offsets ``group_id`` has committed on ``topic``, by partition (-1 where none); a Flink
+    Kafka source commits its position there when a checkpoint completes."""
+    partitions = end_offsets(bootstrap, topic, timeout_s, config)
+    settings = {**client_settings(bootstrap, config), "group.id": group_id, "enable.auto.commit": False}
+    consumer = Consumer(settings)
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)
+        return {tp.partition: tp.offset for tp in committed}
+    finally:
+        consumer.close()
+
+
 def read_all(
     bootstrap: str, topic: str, timeout_s: float = 60.0, config: Mapping[str, Any] | None = None
 ) -> list[bytes]:

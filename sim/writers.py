@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, Self
@@ -107,9 +107,13 @@ class KafkaWriter(_Closing):
         timeout_s: float = 10.0,
         flush_timeout_s: float = 120.0,
         config: Mapping[str, Any] | None = None,
+        partition_of: Callable[[SimRecord], int] | None = None,
     ) -> None:
+        """``partition_of`` picks each record's partition (default: the producer's partitioner
+        on the record key)."""
         from confluent_kafka import KafkaException, Producer
 
+        self.partition_of = partition_of
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
         self.timeout_s = timeout_s
@@ -165,10 +169,11 @@ class KafkaWriter(_Closing):
         produce, poll = self._producer.produce, self._producer.poll
         for r in records:
             topic = self.topic_prefix + r.topic
+            where = {} if self.partition_of is None else {"partition": self.partition_of(r)}
             stalled_since = None
             while True:
                 try:
-                    produce(topic, value=r.value, key=r.key)
+                    produce(topic, value=r.value, key=r.key, **where)
                     break
                 except BufferError:  # local queue full: let librdkafka send, but never wait forever
                     stalled_since = stalled_since or time.monotonic()

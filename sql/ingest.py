@@ -222,9 +222,10 @@ def reason_expression(max_future_ms: int) -> str:
 def checked_view_ddl(
     topic: str, raw_table: str, max_future_ms: int, limits: ParseLimits | None = None
 ) -> str:
-    """Raw rows with their reason code (NULL when valid) and the parsed payload."""
+    """Raw rows (with their partition's clock, ``partition_clock_ddl``) with their reason code
+    (NULL when valid) and the parsed payload."""
     return f"""CREATE TEMPORARY VIEW IF NOT EXISTS checked_{STEMS[topic]} AS
-SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime, partition_time,
   {reason_expression(max_future_ms)} AS reason,
   parsed
 FROM (SELECT *, {parse_expression(topic, limits=limits)} AS parsed FROM {raw_table})"""
@@ -238,7 +239,16 @@ def _typed_columns(topic: str) -> list[str]:
     for name, prop in spec.items():
         if prop.get("type") == "array":
             cols.append(f"parsed.`{name}` AS `{name}`")
-    return [*cols, "payload", "src_topic", "src_partition", "src_offset", "rowtime", "proctime"]
+    return [
+        *cols,
+        "payload",
+        "src_topic",
+        "src_partition",
+        "src_offset",
+        "rowtime",
+        "proctime",
+        "partition_time",
+    ]
 
 
 def valid_view_ddl(topic: str) -> str:
@@ -251,12 +261,35 @@ FROM checked_{STEMS[topic]}
 WHERE reason IS NULL"""
 
 
-def late_split_ddl(topic: str) -> list[str]:
-    """``late_<stem>``: valid rows already behind the watermark; ``ontime_<stem>``: the others,
-    deduplicated by event_id (first arrival wins; state bounded by ``table.exec.state.ttl``).
-    Conversions are also deduplicated by conversion_id."""
+def partition_clock_ddl(topic: str, raw_table: str) -> str:
+    """``clocked_<stem>``: the raw rows, each with ``partition_time``, the latest event time of its
+    Kafka partition so far, itself included: a running maximum per partition, in the partition's
+    offset order (one source subtask reads a partition, and a keyed exchange keeps the order of
+    each sender), kept in keyed state that a checkpoint stores together with the source offsets.
+    It counts the same event time as the watermark does (``rowtime``, invalid payloads' included),
+    so a row ahead of its own partition's clock is ahead of every watermark downstream."""
     stem = STEMS[topic]
-    late = "rowtime <= CURRENT_WATERMARK(rowtime)"
+    return f"""CREATE TEMPORARY VIEW IF NOT EXISTS clocked_{stem} AS
+SELECT *, MAX(CAST(rowtime AS TIMESTAMP(3))) OVER (
+  PARTITION BY src_partition ORDER BY proctime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+) AS partition_time
+FROM {raw_table}"""
+
+
+def late_split_ddl(topic: str, out_of_orderness_ms: int = 60_000) -> list[str]:
+    """``late_<stem>``: valid rows more than ``out_of_orderness_ms`` behind their own partition's
+    clock (``partition_clock_ddl``), so late or on time is decided by the partition's contents in
+    its order, the same in every run, at any parallelism and after a restore. Rows behind the
+    operator's watermark are late too: that happens only when a partition was taken as idle
+    (``table.exec.source.idle-timeout``) and the watermark moved on without it.
+    ``ontime_<stem>``: the others, deduplicated by event_id (first in partition order wins;
+    duplicates share the record key, hence the partition; state bounded by
+    ``table.exec.state.ttl``). Conversions are also deduplicated by conversion_id."""
+    stem = STEMS[topic]
+    late = (
+        f"(CAST(rowtime AS TIMESTAMP(3)) <= partition_time - {interval(out_of_orderness_ms)}"
+        " OR rowtime <= CURRENT_WATERMARK(rowtime))"
+    )
     dedup = f"""SELECT * FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
   FROM valid_{stem} WHERE NOT COALESCE({late}, FALSE)

@@ -98,13 +98,19 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
   'format' = 'raw'
 );
 
+CREATE TEMPORARY VIEW IF NOT EXISTS clocked_impressions AS
+SELECT *, MAX(CAST(rowtime AS TIMESTAMP(3))) OVER (
+  PARTITION BY src_partition ORDER BY proctime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+) AS partition_time
+FROM raw_impressions;
+
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_impressions AS
-SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime, partition_time,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
     WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000,"length":8},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM raw_impressions);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000,"length":8},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM clocked_impressions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_impressions AS
 SELECT
@@ -125,15 +131,16 @@ SELECT
   src_partition,
   src_offset,
   rowtime,
-  proctime
+  proctime,
+  partition_time
 FROM checked_impressions
 WHERE reason IS NULL;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS late_impressions AS SELECT * FROM valid_impressions WHERE rowtime <= CURRENT_WATERMARK(rowtime);
+CREATE TEMPORARY VIEW IF NOT EXISTS late_impressions AS SELECT * FROM valid_impressions WHERE (CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime));
 
 CREATE TEMPORARY VIEW IF NOT EXISTS ontime_impressions AS SELECT * FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
-  FROM valid_impressions WHERE NOT COALESCE(rowtime <= CURRENT_WATERMARK(rowtime), FALSE)
+  FROM valid_impressions WHERE NOT COALESCE((CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime)), FALSE)
 ) WHERE event_rank = 1;
 
 CREATE TABLE IF NOT EXISTS raw_clicks (
@@ -155,13 +162,19 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
   'format' = 'raw'
 );
 
+CREATE TEMPORARY VIEW IF NOT EXISTS clocked_clicks AS
+SELECT *, MAX(CAST(rowtime AS TIMESTAMP(3))) OVER (
+  PARTITION BY src_partition ORDER BY proctime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+) AS partition_time
+FROM raw_clicks;
+
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_clicks AS
-SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime, partition_time,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
     WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0}],"max_bytes":65536}') AS parsed FROM raw_clicks);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0}],"max_bytes":65536}') AS parsed FROM clocked_clicks);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_clicks AS
 SELECT
@@ -174,15 +187,16 @@ SELECT
   src_partition,
   src_offset,
   rowtime,
-  proctime
+  proctime,
+  partition_time
 FROM checked_clicks
 WHERE reason IS NULL;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS late_clicks AS SELECT * FROM valid_clicks WHERE rowtime <= CURRENT_WATERMARK(rowtime);
+CREATE TEMPORARY VIEW IF NOT EXISTS late_clicks AS SELECT * FROM valid_clicks WHERE (CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime));
 
 CREATE TEMPORARY VIEW IF NOT EXISTS ontime_clicks AS SELECT * FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
-  FROM valid_clicks WHERE NOT COALESCE(rowtime <= CURRENT_WATERMARK(rowtime), FALSE)
+  FROM valid_clicks WHERE NOT COALESCE((CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime)), FALSE)
 ) WHERE event_rank = 1;
 
 CREATE TABLE IF NOT EXISTS raw_conversions (
@@ -204,13 +218,19 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
   'format' = 'raw'
 );
 
+CREATE TEMPORARY VIEW IF NOT EXISTS clocked_conversions AS
+SELECT *, MAX(CAST(rowtime AS TIMESTAMP(3))) OVER (
+  PARTITION BY src_partition ORDER BY proctime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+) AS partition_time
+FROM raw_conversions;
+
 CREATE TEMPORARY VIEW IF NOT EXISTS checked_conversions AS
-SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime,
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime, partition_time,
   CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
     WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"conversion_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"value","type":"number","required":true,"minimum":0,"maximum":1000000}],"max_bytes":65536}') AS parsed FROM raw_conversions);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"conversion_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"value","type":"number","required":true,"minimum":0,"maximum":1000000}],"max_bytes":65536}') AS parsed FROM clocked_conversions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_conversions AS
 SELECT
@@ -226,17 +246,18 @@ SELECT
   src_partition,
   src_offset,
   rowtime,
-  proctime
+  proctime,
+  partition_time
 FROM checked_conversions
 WHERE reason IS NULL;
 
-CREATE TEMPORARY VIEW IF NOT EXISTS late_conversions AS SELECT * FROM valid_conversions WHERE rowtime <= CURRENT_WATERMARK(rowtime);
+CREATE TEMPORARY VIEW IF NOT EXISTS late_conversions AS SELECT * FROM valid_conversions WHERE (CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime));
 
 CREATE TEMPORARY VIEW IF NOT EXISTS ontime_conversions AS SELECT * FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY conversion_id ORDER BY proctime ASC) AS conversion_rank
   FROM (SELECT * FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
-  FROM valid_conversions WHERE NOT COALESCE(rowtime <= CURRENT_WATERMARK(rowtime), FALSE)
+  FROM valid_conversions WHERE NOT COALESCE((CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime)), FALSE)
 ) WHERE event_rank = 1)
 ) WHERE conversion_rank = 1;
 

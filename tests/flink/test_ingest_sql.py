@@ -108,7 +108,8 @@ def test_every_bad_payload_gets_its_reason(t_env):
     )
     # The columns a Kafka source adds: its record timestamp (written now), event and processing time.
     t_env.execute_sql("""CREATE TEMPORARY VIEW raw_probe AS
-SELECT *, CURRENT_TIMESTAMP AS kafka_ts, CAST(NULL AS TIMESTAMP_LTZ(3)) AS rowtime, PROCTIME() AS proctime
+SELECT *, CURRENT_TIMESTAMP AS kafka_ts, CAST(NULL AS TIMESTAMP_LTZ(3)) AS rowtime, PROCTIME() AS proctime,
+  CAST(NULL AS TIMESTAMP(3)) AS partition_time
 FROM raw_elements""")
     for statement in ingest.function_statements():
         t_env.execute_sql(statement)

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.pyflink_env import script_environ
+from scripts.pyflink_env import script_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,12 +20,12 @@ import pytest
 from jobs import feedback_job
 from quality.check import check_table
 from scripts import kafka_tools
+from scripts.pyflink_env import script_environ
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from sql import client_init
 from tests.integration.configs import job_config
-from tests.pyflink_env import script_environ
 from tests.reference.attribution import compare_rows, reference_rewards, row_key
 
 ROOT = Path(__file__).resolve().parents[2]
