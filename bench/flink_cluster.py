@@ -62,8 +62,15 @@ class StandaloneCluster:
             shutil.copy(FLINK_HOME / "conf" / name, self.conf_dir / name)
         (self.conf_dir / "workers").write_text("localhost\n")
         (self.conf_dir / "masters").write_text(f"localhost:{self.rest_port}\n")
+        # The cluster's lib/: PyFlink's, plus flink-python from its opt/ (the Python operators of
+        # a job run in the cluster's classpath, as on any cluster that runs PyFlink jobs).
+        lib = work / "lib"
+        lib.mkdir(exist_ok=True)
+        for jar in [*(FLINK_HOME / "lib").glob("*.jar"), *(FLINK_HOME / "opt").glob("flink-python-*.jar")]:
+            (lib / jar.name).symlink_to(jar)
         self.env = script_environ(
             FLINK_CONF_DIR=str(self.conf_dir),
+            FLINK_LIB_DIR=str(lib),
             FLINK_LOG_DIR=str(work / "log"),
             FLINK_PID_DIR=str(work / "pid"),
         )
@@ -134,7 +141,12 @@ class StandaloneCluster:
         return self.rest(f"/jobs/{job_id}")["state"]
 
     def completed_checkpoints(self, job_id: str) -> int:
-        return self.rest(f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+        """Checkpoints ``job_id`` has completed (0 while it is still being scheduled, when the
+        REST API answers 500 for them)."""
+        try:
+            return self.rest(f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+        except OSError:  # urllib's HTTPError included
+            return 0
 
     def submit(self, config_file: Path, *args: str, log: Path) -> subprocess.Popen:
         """``flink run -py jobs/feedback_job.py --config <config_file> <args>``, attached (it ends

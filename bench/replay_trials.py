@@ -29,6 +29,7 @@ every micro-batch's arm statistics per (campaign, agent, state, arm), equal with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -96,7 +97,7 @@ def write_input(
     names = {f"ad.{n}": cfg.kafka.topic(n) for n in INPUTS}
     chosen = [r for r in records if only_partition is None or partition_of(r) == only_partition]
     with KafkaWriter(cfg.kafka.bootstrap_servers, partition_of=partition_of) as writer:
-        writer.write(SimRecord(**{**r.__dict__, "topic": names[r.topic]}) for r in chosen)
+        writer.write(dataclasses.replace(r, topic=names[r.topic]) for r in chosen)
     return len(chosen)
 
 
@@ -130,6 +131,16 @@ def run_bounded(cfg: app_config.AppConfig) -> float:
     return time.monotonic() - started
 
 
+def stop_with_drain(job: Any, savepoints: Path) -> str:
+    """Stop ``job`` (a PyFlink JobClient) with a savepoint, advancing event time to the end first
+    so every event-time timer fires; returns the savepoint's path. (PyFlink's
+    ``stop_with_savepoint`` calls a two-argument Java method that Flink 2 no longer has.)"""
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    return job._j_job_client.stopWithSavepoint(True, savepoints.as_uri(), canonical).get()
+
+
 def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoints: Path) -> float:
     """Partition 0 of every input, the job (unbounded) until it has read it all, then partition 1;
     the job drained once it has read everything. Returns the wall time in seconds."""
@@ -145,7 +156,7 @@ def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoint
         for p in range(1, PARTITIONS):
             write_input(cfg, records, only_partition=p)
         _wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
-        job.stop_with_savepoint(True, savepoints.as_uri()).result()
+        stop_with_drain(job, savepoints)
     except BaseException:
         job.cancel().result()
         raise
@@ -167,6 +178,7 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
         "heartbeat.interval": 1000,
         "heartbeat.timeout": 5000,
     }
+    work.mkdir(parents=True, exist_ok=True)
     config_file = work / "adloop.yaml"
     config_file.write_text(yaml.safe_dump(app_config.as_sections(cfg)))
     with StandaloneCluster(work / "cluster", taskmanagers=2, slots=1, settings=settings) as cluster:
@@ -174,7 +186,12 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
         log = work / "flink-run.log"
         client = cluster.submit(config_file, "--bounded", log=log)
         try:
-            job_id = _wait_for(lambda: cluster.job_id(cfg.job.name), WAIT_S, "the job to be submitted")
+            def submitted() -> str | None:
+                if client.poll() not in (None, 0):
+                    raise RuntimeError(f"flink run failed: {log.read_text()[-3000:]}")
+                return cluster.job_id(cfg.job.name)
+
+            job_id = _wait_for(submitted, WAIT_S, "the job to be submitted")
             _wait_for(lambda: cluster.completed_checkpoints(job_id) >= 1, WAIT_S, "a first checkpoint")
             checkpoints_at_kill = cluster.completed_checkpoints(job_id)
             victim = random.Random(seed).choice(cluster.taskmanager_pids())
