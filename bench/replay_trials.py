@@ -23,7 +23,7 @@ What is compared (``RunOutcome``): reward rows read committed, keyed by (decisio
 conversion_id), every field; late rows (topic, partition, offset, event id, ts); dead letters
 (topic, partition, offset, reason, payload); and the learners' sufficient statistics, the sums of
 every micro-batch's arm statistics per (campaign, agent, state, arm), equal within relative 1e-9
-(the micro-batches are processing-time windows: the same rows, grouped and added in another order).
+(the same rows, added in another order).
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def partition_of(record: SimRecord) -> int:
 
 
 def run_config(bootstrap: str, redis_url: str, prefix: str, run: str, work: Path, parallelism: int):
-    """The job's config for one run: the shared input topics, the run's own everything else."""
+    """The job's config for one run: the shared input topics, the run's own everything else.
+    Micro-batches run on the event clock (``batches.clock``: the default for bounded runs, set
+    here for the unbounded one too, which ends with a drain)."""
     defaults = app_config.KafkaConfig()
     topics = {f"{n}_topic": prefix + getattr(defaults, f"{n}_topic") for n in INPUTS}
     topics |= {f"{n}_topic": f"{prefix}{run}." + getattr(defaults, f"{n}_topic") for n in OUTPUTS}
@@ -86,6 +88,7 @@ def run_config(bootstrap: str, redis_url: str, prefix: str, run: str, work: Path
         redis={"url": redis_url, "key_prefix": f"{prefix}{run}"},
         tables={"rewards_path": str(work / run / "rewards")},
         job={"parallelism": parallelism, "name": f"adloop-replay-{prefix}{run}"},
+        batches={"clock": "event"},
     )
 
 

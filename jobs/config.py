@@ -209,14 +209,29 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class BatchesConfig:
-    interval_ms: int = 1_000  # micro-batch length for the learners (processing time)
+    interval_ms: int = 1_000  # micro-batch length for the learners, on the processing clock
     feature_dim: int = 8  # length of the impressions' feature vectors (for Σxxᵀ and Σrx)
+    # What closes a micro-batch: "processing" (every interval_ms of wall time: fresh policies
+    # live), "event" (every event_interval_ms of event time, when the watermark passes: every
+    # reward row reaches the learners even when the input ends, and the batches are the same in
+    # every run), or "auto": event for a bounded run (kafka.bounded), processing otherwise.
+    clock: str = "auto"
+    event_interval_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
-        if not isinstance(self.interval_ms, int) or self.interval_ms < 10:
-            _bad("batches.interval_ms", "an integer >= 10 (milliseconds)", self.interval_ms)
+        for key in ("interval_ms", "event_interval_ms"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 10:
+                _bad(f"batches.{key}", "an integer >= 10 (milliseconds)", value)
+        if self.clock not in ("auto", "processing", "event"):
+            _bad("batches.clock", "one of auto, processing, event", self.clock)
         if not isinstance(self.feature_dim, int) or not 0 <= self.feature_dim <= 64:
             _bad("batches.feature_dim", "an integer in 0..64", self.feature_dim)
+
+    def window(self, bounded: bool) -> tuple[str, int]:
+        """The micro-batches' clock ("processing" or "event") and window length in ms."""
+        clock = self.clock if self.clock != "auto" else "event" if bounded else "processing"
+        return clock, self.interval_ms if clock == "processing" else self.event_interval_ms
 
 
 @dataclass(frozen=True)

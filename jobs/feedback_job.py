@@ -218,9 +218,10 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
         *attribution_sql.view_statements(cfg.attribution, cfg.rewards),
         *output_views(cfg),
         *batches_sql.batches_views(
-            cfg.batches.interval_ms,
+            cfg.batches.window(cfg.kafka.bounded)[1],
             cfg.batches.feature_dim,
             contextual_agents=cfg.learners.contextual_agents(),
+            clock=cfg.batches.window(cfg.kafka.bounded)[0],
         ),
         *sink_statements(cfg),
     ]
@@ -245,9 +246,10 @@ def build(t_env: StreamTableEnvironment, cfg: app_config.AppConfig) -> Statement
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT * FROM {views['dlq']}")
     statements.add_insert_sql(f"INSERT INTO late_sink SELECT * FROM {views['late']}")
-    statements.add_insert_sql(f"INSERT INTO rewards_sink SELECT 1, * FROM {views['rewards']}")
+    reward_columns = ", ".join(ingest.columns(REWARD_COLUMNS))
+    statements.add_insert_sql(f"INSERT INTO rewards_sink SELECT 1, {reward_columns} FROM {views['rewards']}")
     statements.add_insert_sql(f"""INSERT INTO rewards_parquet
-SELECT 1, *, DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'yyyy-MM-dd'),
+SELECT 1, {reward_columns}, DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'yyyy-MM-dd'),
        DATE_FORMAT(TO_TIMESTAMP_LTZ(reward_ts, 3), 'HH')
 FROM {views["rewards"]}""")
     return statements

@@ -69,13 +69,14 @@ FROM ADLOOP_CLICK_OUTCOMES(
   CAST({cfg.click_window_ms} AS BIGINT),  -- click_window_ms
   DESCRIPTOR(event_time)  -- on_time
 )""",
-        # (decision_id, agent, ..., kind='initial', click, cost, reward): one row per decision.
+        # (decision_id, agent, ..., kind='initial', click, cost, reward, reward_time): one row per
+        # decision; reward_time is the row's event-time attribute (the micro-batches' event clock).
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS initial_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'initial' AS kind, CAST(NULL AS STRING) AS conversion_id,
        {_reward_expression(rewards, "click", "0.0", "win_price")} AS reward,
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
-       ts AS event_ts, reward_ts
+       ts AS event_ts, reward_ts, outcome_time AS reward_time
 FROM (
   SELECT o.*, {_DECISION_COLUMNS},
          CASE WHEN click_ts IS NULL THEN CAST(0.0 AS DOUBLE) ELSE CAST(1.0 AS DOUBLE) END AS click,
@@ -111,7 +112,8 @@ FROM ontime_conversions""",
         # (conversion, impression, credit): a conversion's value shared over its touches in the
         # lookback once the watermark reaches it; a view and a click of one impression summed.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
-SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit
+SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit,
+       rowtime AS credit_time
 FROM ADLOOP_ATTRIBUTE(
   TABLE attribution_events PARTITION BY pair_key,
   CAST({cfg.lookback_ms} AS BIGINT),  -- lookback_ms
@@ -129,7 +131,7 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
        {_reward_expression(rewards, "0.0", "credit", "0.0")} AS reward,
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
-       imp_ts AS event_ts, conv_ts AS reward_ts
+       imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
   SELECT c.*, {_DECISION_COLUMNS}, c.parsed.features AS features
   FROM (SELECT *, {parsed_payload} AS parsed FROM impression_credits) c

@@ -4,9 +4,18 @@
 with its ``learners.batch.ArmStats`` sums, in one array (``ADLOOP_ARM_STATS``, udf/). So the Python
 learner operator is called once per key and window, not once per arm and state (in the
 feedback benchmark, 500–850 calls where there were ~32,000). ``learner_batch_arms`` unnests it
-into one row per arm. Windows run on processing time: a micro-batch is what arrived in the last
-``interval_ms``, so initial rewards (emitted at window close) and delayed credit (emitted days
-later) both reach the learners as soon as they exist.
+into one row per arm.
+
+Windows run on one of two clocks (``batches.clock``):
+
+- processing time (live): a micro-batch is what arrived in the last ``interval_ms``, so initial
+  rewards (emitted at window close) and delayed credit (emitted days later) both reach the
+  learners as soon as they exist. Flink drops pending processing-time timers when the input
+  ends, so the rows of the last window of a run that ends (bounded, or stopped with a drain)
+  never reach the learners;
+- event time (replays): a micro-batch is the rows whose ``reward_time`` falls in a window of
+  ``interval_ms`` of event time, closed by the watermark and, at the end of the input, by the
+  final one: every row reaches the learners, and the batches are the same in every run.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ def batches_views(
     n_blocks: int = 24,
     source: str = "rewards",
     contextual_agents: Sequence[str] = (),
+    clock: str = "processing",
 ) -> list[str]:
-    """``learner_batches``: window_end (processing time), event_time (latest reward_ts of the key in
+    """``learner_batches``: window_end (on the clock), event_time (latest reward_ts of the key in
     the window, ms, for learners that discount by event time), campaign_id, agent and ``arms``;
     ``learner_batch_arms``: the same with one row per arm.
 
@@ -39,6 +49,9 @@ def batches_views(
     for the others: they are ``feature_dim² + feature_dim`` sums per arm, most of the micro-batches'
     aggregation and JSON cost, for learners that never read them.
     """
+    if clock not in ("processing", "event"):
+        raise ValueError(f"batches_views: clock must be 'processing' or 'event', got {clock!r}")
+    time = "arrived" if clock == "processing" else "reward_time"
     block_ms = 86_400_000 // n_blocks
     # Columns in the order the aggregate reads them (keys, MAX's argument, ADLOOP_ARM_STATS's,
     # the time attribute): the planner pushes this projection under the union of initial and
@@ -47,7 +60,7 @@ def batches_views(
 SELECT campaign_id, agent, reward_ts,
        CASE WHEN agent = 'creative' THEN ''
             ELSE CONCAT(CAST(MOD(event_ts, 86400000) / {block_ms} AS STRING), '|', segment) END AS state,
-       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, features
+       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, reward_time, features
 FROM {source}"""
     contextual = sorted(contextual_agents) if feature_dim > 0 else []
     stats = "ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost"
@@ -59,7 +72,7 @@ FROM {source}"""
     batches = f"""CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
   {stats} AS arms
-FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), {interval(interval_ms)}))
+FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR({time}), {interval(interval_ms)}))
 GROUP BY window_start, window_end, campaign_id, agent"""
     return [keyed, batches, batch_arms_view("learner_batches")]
 

@@ -284,7 +284,7 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        propensity, policy_version, features, 'initial' AS kind, CAST(NULL AS STRING) AS conversion_id,
        CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(0.0 AS DOUBLE) * win_price WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price END AS reward,
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
-       ts AS event_ts, reward_ts
+       ts AS event_ts, reward_ts, outcome_time AS reward_time
 FROM (
   SELECT o.*, decision['agent'] AS agent,
     decision['action'] AS action,
@@ -315,7 +315,8 @@ SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id), 
 FROM ontime_conversions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
-SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit
+SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit,
+       rowtime AS credit_time
 FROM ADLOOP_ATTRIBUTE(
   TABLE attribution_events PARTITION BY pair_key,
   CAST(2592000000 AS BIGINT),  -- lookback_ms
@@ -330,7 +331,7 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
        CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 END AS reward,
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
-       imp_ts AS event_ts, conv_ts AS reward_ts
+       imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
   SELECT c.*, decision['agent'] AS agent,
     decision['action'] AS action,
@@ -355,7 +356,7 @@ CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
        CASE WHEN agent = 'creative' THEN ''
             ELSE CONCAT(CAST(MOD(event_ts, 86400000) / 3600000 AS STRING), '|', segment) END AS state,
-       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, features
+       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, reward_time, features
 FROM rewards;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
