@@ -148,6 +148,10 @@ class StandaloneCluster:
         except OSError:  # urllib's HTTPError included
             return 0
 
+    def failovers(self, job_id: str) -> int:
+        """How many times ``job_id`` failed and restarted (its exception history)."""
+        return len(self.rest(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"])
+
     def submit(self, config_file: Path, *args: str, log: Path) -> subprocess.Popen:
         """``flink run -py jobs/feedback_job.py --config <config_file> <args>``, attached (it ends
         when the job does), its output in ``log``."""

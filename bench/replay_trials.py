@@ -166,11 +166,11 @@ def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoint
     return time.monotonic() - started
 
 
-def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int) -> tuple[float, float]:
+def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int) -> tuple[float, float, int]:
     """A bounded run on a standalone cluster (2 TaskManagers, 1 slot each); one TaskManager killed
-    with SIGKILL after the first completed checkpoint, a new one started. Returns the wall time and
-    the recovery time (from the kill until the job is RUNNING again with a checkpoint completed
-    after the kill), in seconds."""
+    with SIGKILL after the first completed checkpoint, a new one started. Returns the wall time, the
+    recovery time (from the kill until the job has completed a checkpoint after the kill, or has
+    finished), in seconds, and how many failovers the job went through."""
     import yaml
 
     from bench.flink_cluster import StandaloneCluster
@@ -189,6 +189,7 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
         log = work / "flink-run.log"
         client = cluster.submit(config_file, "--bounded", log=log)
         try:
+
             def submitted() -> str | None:
                 if client.poll() not in (None, 0):
                     raise RuntimeError(f"flink run failed: {log.read_text()[-3000:]}")
@@ -214,10 +215,11 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
             state = cluster.job_state(job_id)
             if code != 0 or state != "FINISHED":
                 raise RuntimeError(f"job {job_id} ended {state}, flink run {code}: {log.read_text()[-3000:]}")
+            failovers = cluster.failovers(job_id)
         finally:
             if client.poll() is None:
                 client.kill()
-    return time.monotonic() - started, recovery
+    return time.monotonic() - started, recovery, failovers
 
 
 @dataclass
@@ -329,6 +331,7 @@ class Trial:
     outcome: RunOutcome
     wall_s: float
     recovery_s: float | None = None
+    failovers: int = 0
 
 
 def run_trials(
@@ -356,7 +359,7 @@ def run_trials(
             staggered_wall,
         ),
     ]
-    wall, recovery = run_with_killed_taskmanager(cfgs["p2-tm-killed"], work / "p2-tm-killed", seed)
+    wall, recovery, failovers = run_with_killed_taskmanager(cfgs["p2-tm-killed"], work / "p2-tm-killed", seed)
     trials.append(
         Trial(
             "p2-tm-killed",
@@ -364,6 +367,7 @@ def run_trials(
             RunOutcome(),
             wall,
             recovery,
+            failovers,
         )
     )
     for trial in trials:
@@ -383,8 +387,8 @@ def table(trials: list[Trial]) -> list[str]:
     lines = [
         "| run | what | reward rows | late rows | dead letters | reward keys differing from run 1 "
         "| duplicates | late rows differing | dead letters differing | learner statistics differing (> 1e-9) "
-        "| wall s | recovery s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| wall s | failovers | recovery s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in trials:
         d = difference(t.outcome, ref)
@@ -393,7 +397,7 @@ def table(trials: list[Trial]) -> list[str]:
             f"| {t.run} | {t.what} | {len(t.outcome.rewards):,} | {len(t.outcome.late):,} "
             f"| {len(t.outcome.dlq):,} "
             f"| {d.keys_differing} | {d.reward_duplicates} | {d.late_differing} | {d.dlq_differing} "
-            f"| {d.stats_differing} of {len(t.outcome.stats)} | {t.wall_s:.0f} | {recovery} |"
+            f"| {d.stats_differing} of {len(t.outcome.stats)} | {t.wall_s:.0f} | {t.failovers} | {recovery} |"
         )
     return lines
 

@@ -169,11 +169,11 @@ class KafkaWriter(_Closing):
         produce, poll = self._producer.produce, self._producer.poll
         for r in records:
             topic = self.topic_prefix + r.topic
-            where = {} if self.partition_of is None else {"partition": self.partition_of(r)}
+            partition = -1 if self.partition_of is None else self.partition_of(r)  # -1: the partitioner
             stalled_since = None
             while True:
                 try:
-                    produce(topic, value=r.value, key=r.key, **where)
+                    produce(topic, value=r.value, key=r.key, partition=partition)
                     break
                 except BufferError:  # local queue full: let librdkafka send, but never wait forever
                     stalled_since = stalled_since or time.monotonic()
