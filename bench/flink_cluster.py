@@ -140,6 +140,20 @@ class StandaloneCluster:
     def job_state(self, job_id: str) -> str:
         return self.rest(f"/jobs/{job_id}")["state"]
 
+    def all_running(self, job_id: str) -> bool:
+        """Whether every task of ``job_id`` is running (the job is processing)."""
+        try:
+            vertices = self.rest(f"/jobs/{job_id}")["vertices"]
+        except OSError:
+            return False
+        return bool(vertices) and all(v["status"] == "RUNNING" for v in vertices)
+
+    def sources_running(self, job_id: str) -> bool:
+        """Whether every source task of ``job_id`` is still running (has input left to read)."""
+        vertices = self.rest(f"/jobs/{job_id}")["vertices"]
+        sources = [v for v in vertices if v["name"].startswith("Source:")]
+        return bool(sources) and all(v["status"] == "RUNNING" for v in sources)
+
     def completed_checkpoints(self, job_id: str) -> int:
         """Checkpoints ``job_id`` has completed (0 while it is still being scheduled, when the
         REST API answers 500 for them)."""

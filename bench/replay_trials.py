@@ -1,7 +1,7 @@
 """Reproducibility trials: one noisy input on Kafka, replayed through the feedback job four times,
 the outputs compared with the first run's, field by field.
 
-    python -m bench.replay_trials [--days 2] [--seed 3]
+    python -m bench.replay_trials [--days 5] [--seed 3]
 
 starts throwaway Kafka and Redis (scripts/services.py) and writes bench/results/reproducibility.md.
 The integration test tests/integration/test_reproducible_replay.py runs the same trials.
@@ -61,8 +61,10 @@ CHECKPOINT_INTERVAL = "2 s"
 WAIT_S = 900.0
 
 
-def sim_config(days: int = 2, seed: int = 3) -> SimConfig:
-    return SimConfig(seed=seed, days=days, n_users=500, requests_per_day=3_000, **NOISE)
+def sim_config(days: int = 5, seed: int = 3) -> SimConfig:
+    # Enough records (~200,000 in 5 days) that the job reads for a while: the TaskManager is
+    # killed mid-run.
+    return SimConfig(seed=seed, days=days, n_users=5_000, requests_per_day=60_000, **NOISE)
 
 
 def partition_of(record: SimRecord) -> int:
@@ -166,11 +168,14 @@ def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoint
     return time.monotonic() - started
 
 
-def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int) -> tuple[float, float, int]:
+def run_with_killed_taskmanager(
+    cfg: app_config.AppConfig, work: Path, seed: int
+) -> tuple[float, float, int, int]:
     """A bounded run on a standalone cluster (2 TaskManagers, 1 slot each); one TaskManager killed
     with SIGKILL after the first completed checkpoint, a new one started. Returns the wall time, the
     recovery time (from the kill until the job has completed a checkpoint after the kill, or has
-    finished), in seconds, and how many failovers the job went through."""
+    finished), in seconds, how many failovers the job went through, and how many checkpoints it
+    had completed when the TaskManager was killed (0: it restarted from the start)."""
     import yaml
 
     from bench.flink_cluster import StandaloneCluster
@@ -196,8 +201,20 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
                 return cluster.job_id(cfg.job.name)
 
             job_id = _wait_for(submitted, WAIT_S, "the job to be submitted")
-            _wait_for(lambda: cluster.completed_checkpoints(job_id) >= 1, WAIT_S, "a first checkpoint")
+            # Kill at the first completed checkpoint, or once a seeded 2-6 s of processing have
+            # passed without one (the first checkpoint can take until the backlog drains), but
+            # always while the sources are still reading.
+            _wait_for(lambda: cluster.all_running(job_id), WAIT_S, "every task of the job to run", poll_s=0.2)
+            deadline = time.monotonic() + random.Random(seed).uniform(2.0, 6.0)
+            _wait_for(
+                lambda: cluster.completed_checkpoints(job_id) >= 1 or time.monotonic() > deadline,
+                WAIT_S,
+                "a first checkpoint",
+                poll_s=0.2,
+            )
             checkpoints_at_kill = cluster.completed_checkpoints(job_id)
+            if not cluster.sources_running(job_id):
+                raise RuntimeError("the job read all its input before the kill: give the trials more input")
             victim = random.Random(seed).choice(cluster.taskmanager_pids())
             cluster.kill_taskmanager(victim)
             killed = time.monotonic()
@@ -219,7 +236,7 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
         finally:
             if client.poll() is None:
                 client.kill()
-    return time.monotonic() - started, recovery, failovers
+    return time.monotonic() - started, recovery, failovers, checkpoints_at_kill
 
 
 @dataclass
@@ -263,6 +280,23 @@ def outcome(cfg: app_config.AppConfig) -> RunOutcome:
             sums[key] = [a + b for a, b in zip(sums[key], flat, strict=True)] if sums[key] else flat
     out.stats = dict(sums)
     return out
+
+
+def unbatched(out: RunOutcome) -> dict[tuple, tuple[float, int]]:
+    """Keys (campaign, agent, arm) whose trials in the micro-batches differ from their initial
+    reward rows: (trials, rows). Empty when every reward row reached the learners."""
+    trials: dict[tuple, float] = defaultdict(float)
+    for (campaign, agent, _state, arm), stats in out.stats.items():
+        trials[(campaign, agent, arm)] += stats[0]
+    rows: dict[tuple, int] = defaultdict(int)
+    for (_, kind, _), row in out.rewards.items():
+        if kind == "initial":
+            rows[(row["campaign_id"], row["agent"], row["action"])] += 1
+    return {
+        k: (trials.get(k, 0.0), rows.get(k, 0))
+        for k in trials.keys() | rows.keys()
+        if trials.get(k) != rows.get(k)
+    }
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -332,10 +366,11 @@ class Trial:
     wall_s: float
     recovery_s: float | None = None
     failovers: int = 0
+    checkpoints_at_kill: int | None = None
 
 
 def run_trials(
-    bootstrap: str, redis_url: str, prefix: str, work: Path, days: int = 2, seed: int = 3
+    bootstrap: str, redis_url: str, prefix: str, work: Path, days: int = 5, seed: int = 3
 ) -> list[Trial]:
     """The four runs over one input; topics are created here and left for the caller to delete
     (``trial_topics``)."""
@@ -359,7 +394,9 @@ def run_trials(
             staggered_wall,
         ),
     ]
-    wall, recovery, failovers = run_with_killed_taskmanager(cfgs["p2-tm-killed"], work / "p2-tm-killed", seed)
+    wall, recovery, failovers, checkpoints = run_with_killed_taskmanager(
+        cfgs["p2-tm-killed"], work / "p2-tm-killed", seed
+    )
     trials.append(
         Trial(
             "p2-tm-killed",
@@ -368,6 +405,7 @@ def run_trials(
             wall,
             recovery,
             failovers,
+            checkpoints,
         )
     )
     for trial in trials:
@@ -387,8 +425,8 @@ def table(trials: list[Trial]) -> list[str]:
     lines = [
         "| run | what | reward rows | late rows | dead letters | reward keys differing from run 1 "
         "| duplicates | late rows differing | dead letters differing | learner statistics differing (> 1e-9) "
-        "| wall s | failovers | recovery s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| wall s | failovers | checkpoints at the kill | recovery s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in trials:
         d = difference(t.outcome, ref)
@@ -397,7 +435,8 @@ def table(trials: list[Trial]) -> list[str]:
             f"| {t.run} | {t.what} | {len(t.outcome.rewards):,} | {len(t.outcome.late):,} "
             f"| {len(t.outcome.dlq):,} "
             f"| {d.keys_differing} | {d.reward_duplicates} | {d.late_differing} | {d.dlq_differing} "
-            f"| {d.stats_differing} of {len(t.outcome.stats)} | {t.wall_s:.0f} | {t.failovers} | {recovery} |"
+            f"| {d.stats_differing} of {len(t.outcome.stats)} | {t.wall_s:.0f} | {t.failovers} "
+            f"| {'–' if t.checkpoints_at_kill is None else t.checkpoints_at_kill} | {recovery} |"
         )
     return lines
 
@@ -406,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.replay_trials", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--days", type=int, default=2, help="simulated days of input (default 2)")
+    parser.add_argument("--days", type=int, default=5, help="simulated days of input (default 5)")
     parser.add_argument("--seed", type=int, default=3, help="simulator and fault seed (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -435,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python -m bench.replay_trials --days {args.days} --seed {args.seed}`, {started}, commit "
         f"{commit.stdout.strip()}, on a 2-core machine. Input: the simulator ({args.days} days, seed "
-        f"{args.seed}, 500 users, 3,000 requests a day) with 1% of events 6 h late, 3% duplicates, 1% "
+        f"{args.seed}, 5,000 users, 60,000 requests a day) with 1% of events 6 h late, 3% duplicates, 1% "
         f"malformed, on 2 partitions per topic. The module's docstring says what each run does and "
         "what is compared.",
         "",

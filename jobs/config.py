@@ -216,7 +216,7 @@ class BatchesConfig:
     # reward row reaches the learners even when the input ends, and the batches are the same in
     # every run), or "auto": event for a bounded run (kafka.bounded), processing otherwise.
     clock: str = "auto"
-    event_interval_ms: int = 3_600_000
+    event_interval_ms: int = 86_400_000
 
     def __post_init__(self) -> None:
         for key in ("interval_ms", "event_interval_ms"):

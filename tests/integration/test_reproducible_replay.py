@@ -30,6 +30,8 @@ def test_four_runs_over_one_input_write_the_same_rows_and_learn_the_same_statist
     # Every kind of row is there to compare: the input's noise shows in each output.
     assert reference.rewards and reference.late and reference.dlq and reference.stats
     assert reference.reward_duplicates == 0
+    # Every initial reward row reached the learners: their trials are the rows.
+    assert replay_trials.unbatched(reference) == {}
     # The killed TaskManager did fail the job over.
     assert trials[-1].run == "p2-tm-killed" and trials[-1].failovers >= 1
     for trial in trials[1:]:
