@@ -26,9 +26,8 @@ from tests.integration.configs import job_config
 from tests.integration.secured import RedisServer, free_port
 from tests.integration.test_learning_job import _close, replay_batches
 
-# No injected late events: whether a late event is behind the watermark on arrival depends on
-# how far the periodic watermark has moved, which differs between two runs, and one row more or
-# less would show up as a different trial count (it did: 51 vs 52). Lateness has its own tests.
+# No injected late events: lateness through a restore has its own test
+# (test_reproducible_replay.py).
 SIM = SimConfig(days=1, n_users=500, requests_per_day=3_000, late_rate=0.0)
 CHECKPOINT_INTERVAL = "2 s"
 OUTAGE_S = 30.0
