@@ -110,7 +110,7 @@ def write_input(
     return len(chosen)
 
 
-def _wait_for(condition: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 1.0) -> Any:
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 1.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
@@ -160,11 +160,11 @@ def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoint
     overrides = {"execution.checkpointing.interval": CHECKPOINT_INTERVAL}
     job = feedback_job.run(cfg.replace(kafka={"bounded": False}), wait=False, flink_overrides=overrides)
     try:
-        _wait_for(lambda: _read_to(cfg, [0]), WAIT_S, "the job to read partition 0 of every input")
+        wait_for(lambda: _read_to(cfg, [0]), WAIT_S, "the job to read partition 0 of every input")
         time.sleep(5)  # the job has read partition 0; let event time stand still a little longer
         for p in range(1, PARTITIONS):
             write_input(cfg, records, only_partition=p)
-        _wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
+        wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
         stop_with_drain(job, savepoints)
     except BaseException:
         job.cancel().result()
@@ -216,25 +216,25 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
                     raise RuntimeError(f"flink run failed: {log.read_text()[-3000:]}")
                 return cluster.job_id(cfg.job.name)
 
-            job_id = _wait_for(submitted, WAIT_S, "the job to be submitted")
+            job_id = wait_for(submitted, WAIT_S, "the job to be submitted")
             # Kill once a completed checkpoint covers some of the input (the sources commit their
             # offsets when a checkpoint completes).
-            read_at_kill = _wait_for(lambda: _read_fraction(cfg), WAIT_S, "a checkpoint of some input", 0.2)
+            read_at_kill = wait_for(lambda: _read_fraction(cfg), WAIT_S, "a checkpoint of some input", 0.2)
             at_kill = cluster.completed_checkpoints(job_id)
             victim = random.Random(seed).choice(cluster.taskmanager_pids())
             cluster.kill_taskmanager(victim)
             killed = time.monotonic()
             cluster.start_taskmanager()
-            _wait_for(
+            wait_for(
                 lambda: cluster.failovers(job_id) >= 1 and cluster.completed_checkpoints(job_id) > at_kill,
                 WAIT_S,
                 "the restored job's first checkpoint",
                 poll_s=0.2,
             )
             recovery = time.monotonic() - killed
-            _wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
+            wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
             cluster.stop_with_drain(job_id, work / "savepoints")
-            _wait_for(lambda: cluster.job_state(job_id) == "FINISHED", WAIT_S, "the job to finish")
+            wait_for(lambda: cluster.job_state(job_id) == "FINISHED", WAIT_S, "the job to finish")
             failovers = cluster.failovers(job_id)
         finally:
             if client.poll() is None:

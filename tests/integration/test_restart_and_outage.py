@@ -14,6 +14,7 @@ import pytest
 import redis
 from pyflink.common import JobStatus
 
+from bench.replay_trials import wait_for
 from jobs import config as app_config
 from jobs import feedback_job
 from scripts import kafka_tools
@@ -51,16 +52,6 @@ def _run(cfg: app_config.AppConfig, overrides: dict[str, str] | None = None):
 def _write(bootstrap: str, prefix: str, records: list) -> None:
     with KafkaWriter(bootstrap, topic_prefix=prefix) as writer:
         writer.write(records)
-
-
-def _wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise TimeoutError(f"waited {timeout_s:g}s for {what}")
 
 
 def _checkpoint_number(checkpoint: Path) -> int:
@@ -176,7 +167,7 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         # First run: the first third, then the second third while it runs; killed mid-run.
         _write(bootstrap, cfg.kafka.topic_prefix, parts[0])
         jobs.append(_run(cfg, overrides))
-        _wait_for(
+        wait_for(
             # Flink keeps only the latest completed checkpoint: count by its number, not by dirs.
             lambda: _latest_checkpoint_number(checkpoints, jobs[0]) >= 2 and _records(store),
             WAIT_S,
@@ -184,7 +175,7 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         )
         batches_before = sum(kafka_tools.end_offsets(bootstrap, cfg.kafka.topic("batches")).values())
         _write(bootstrap, cfg.kafka.topic_prefix, parts[1])
-        _wait_for(
+        wait_for(
             lambda: (
                 sum(kafka_tools.end_offsets(bootstrap, cfg.kafka.topic("batches")).values()) > batches_before
             ),
@@ -203,7 +194,7 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         updates_at_kill = sum(kafka_tools.end_offsets(bootstrap, updates_topic).values())
         jobs.append(_run(cfg, restored))
         # Quiet only counts once the restored job has published (it takes a while to start).
-        _wait_for(
+        wait_for(
             lambda: sum(kafka_tools.end_offsets(bootstrap, updates_topic).values()) > updates_at_kill,
             WAIT_S,
             "the restored job's first publish",
@@ -211,7 +202,7 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
         kafka_tools.wait_until_stable(bootstrap, updates_topic, timeout_s=WAIT_S, quiet_s=15)
         # The restored job checkpoints on (with the state changelog, a restore that does not claim
         # the checkpoint fails at its first checkpoint, after it has already published).
-        _wait_for(
+        wait_for(
             lambda: _latest_checkpoint_number(checkpoints, jobs[1]) > 0,
             WAIT_S,
             "the restored job's first checkpoint",
@@ -245,7 +236,7 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
                         )
             assert got.version >= killed_versions.get(key, 0), key
         # The subscriber followed both runs: versions only went up, ending at Redis' final record.
-        _wait_for(
+        wait_for(
             lambda: all(client.version(*key) == r.version for key, r in final.items()),
             30,
             "the client to catch up",
@@ -277,7 +268,7 @@ def _converged(bootstrap: str, cfg: app_config.AppConfig, store: RedisPolicyStor
     """Wait until Redis holds each key's replayed params (the held records reach it after a few
     retries, RETRY_MS, with no new input); returns them and how many publishes were held."""
     replayed = replay_batches(bootstrap, cfg)
-    _wait_for(
+    wait_for(
         lambda: all((r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()),
         # A deadline, not a timing: 30 s expired once after a silent Redis, in a full suite run
         # on a loaded 2-core machine (the same trial alone converged well within it).
@@ -316,7 +307,7 @@ def test_redis_outage_of_30s_does_not_fail_the_job_and_the_latest_policies_arriv
     try:
         _write(bootstrap, unique_prefix, parts[0])
         job = _run(cfg, {"restart-strategy.type": "none"})
-        _wait_for(lambda: _records(store), 240, "published policies")
+        wait_for(lambda: _records(store), 240, "published policies")
         before = {key: r.version for key, r in _records(store).items()}
 
         store.redis.save()
@@ -406,7 +397,7 @@ def test_a_full_read_only_refusing_or_silent_redis_does_not_fail_the_job_and_the
     try:
         _write(bootstrap, unique_prefix, parts[0])
         job = _run(cfg, {"restart-strategy.type": "none"})
-        _wait_for(lambda: _records(store), 240, "published policies")
+        wait_for(lambda: _records(store), 240, "published policies")
         end_fault = _fault(kind, admin, redis_server, prefix)
         started = time.monotonic()
         _write(bootstrap, unique_prefix, parts[1] + parts[2])
