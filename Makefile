@@ -10,6 +10,7 @@ demo: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	mvn -q -B -Dstyle.color=never -f udf/pom.xml test
 	.venv/bin/python -m pytest
 
 lint: setup

@@ -127,7 +127,7 @@ class RunResult:
 
 
 def _app_config(spec: RunSpec) -> Any:
-    from jobs import config as app_config
+    from config import app as app_config
 
     return app_config.AppConfig().replace(
         kafka={
@@ -151,6 +151,7 @@ def _passthrough_job(cfg: Any, spec: RunSpec, overrides: dict[str, str]) -> Any:
     """The raw source tables' payloads into one Kafka sink, submitted; returns its JobClient."""
     from jobs import feedback_job
     from jobs.runtime import table_environment
+    from sql.ingest import STEMS
 
     t_env = table_environment(spec.parallelism, overrides)
     t_env.get_config().set("pipeline.name", cfg.job.name)
@@ -161,7 +162,7 @@ def _passthrough_job(cfg: Any, spec: RunSpec, overrides: dict[str, str]) -> Any:
   'format' = 'raw', 'sink.delivery-guarantee' = 'at-least-once'
 )""")
     statements = t_env.create_statement_set()
-    union = " UNION ALL ".join(f"SELECT payload FROM raw_{stem}" for stem in feedback_job.SOURCES.values())
+    union = " UNION ALL ".join(f"SELECT payload FROM raw_{stem}" for stem in STEMS.values())
     statements.add_insert_sql(f"INSERT INTO passthrough_sink {union}")
     return statements.execute().get_job_client()
 
@@ -232,7 +233,7 @@ def _write_data(
     bootstrap: str, prefix: str, sim_kwargs: dict[str, Any], allow_empty: bool = False
 ) -> dict[str, int]:
     """Simulate into ``<prefix>ad.*`` (created with PARTITIONS partitions); records per topic."""
-    from jobs.config import KafkaConfig
+    from config.app import KafkaConfig
     from scripts import kafka_tools
     from sim.config import SimConfig
     from sim.simulator import Simulator

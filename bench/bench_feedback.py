@@ -106,7 +106,7 @@ class RunSpec:
 
 
 def app_config(spec: RunSpec) -> Any:
-    from jobs import config as cfg_mod
+    from config import app as cfg_mod
 
     outputs = OUTPUTS["learners"]
     cfg = cfg_mod.AppConfig().replace(
@@ -137,15 +137,14 @@ def _naive_job(cfg: Any, spec: RunSpec, overrides: dict[str, str]) -> Any:
     from pyflink.common.typeinfo import Types
 
     from bench.naive_operator import OUTPUT_TYPE, NaiveRiverOperator
-    from jobs import feedback_job
+    from jobs import feedback_job, planner
     from jobs.runtime import environments
+    from sql.outputs import SQL_OUTPUTS
 
     env, t_env = environments(spec.parallelism, overrides)
     statements = feedback_job.build(t_env, cfg)
     # (decision_id, ..., campaign_id, agent, action, reward, ...) one row per reward, into Python.
-    rewards = feedback_job.attach_with_stream(
-        t_env, statements, t_env.from_path(feedback_job.SQL_OUTPUTS["rewards"])
-    )
+    rewards = planner.attach_with_stream(t_env, statements, t_env.from_path(SQL_OUTPUTS["rewards"]))
     statements = t_env.create_statement_set()
     updates = rewards.key_by(lambda r: f"{r.campaign_id}|{r.agent}", key_type=Types.STRING()).process(
         NaiveRiverOperator(cfg.redis.url, cfg.redis.key_prefix, cfg.publish.interval_ms),
@@ -357,7 +356,7 @@ def _now_ms() -> int:
 def freshness_run(
     svc: Any, rate: float, args: argparse.Namespace, scratch: Path, log: Path
 ) -> dict[str, Any]:
-    from jobs.config import KafkaConfig
+    from config.app import KafkaConfig
     from scripts import kafka_tools
     from state.policy_store import RedisPolicyStore
     from state.serving_client import ServingClient

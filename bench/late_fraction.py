@@ -21,7 +21,7 @@ import argparse
 import zlib
 from collections import defaultdict
 
-from jobs.config import IngestConfig
+from config.app import IngestConfig
 from sim.config import SimConfig
 from sim.simulator import Simulator
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import config as app_config
+from config import app as app_config
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.noise import SimRecord
@@ -142,12 +142,10 @@ def run_bounded(cfg: app_config.AppConfig) -> float:
 
 def stop_with_drain(job: Any, savepoints: Path) -> str:
     """Stop ``job`` (a PyFlink JobClient) with a savepoint, advancing event time to the end first
-    so every event-time timer fires; returns the savepoint's path. (PyFlink's
-    ``stop_with_savepoint`` calls a two-argument Java method that Flink 2 no longer has.)"""
-    from pyflink.java_gateway import get_gateway
+    so every event-time timer fires; returns the savepoint's path."""
+    from jobs.planner import stop_with_savepoint
 
-    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-    return job._j_job_client.stopWithSavepoint(True, savepoints.as_uri(), canonical).get()
+    return stop_with_savepoint(job, savepoints.as_uri(), drain=True)
 
 
 def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoints: Path) -> float:

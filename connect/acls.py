@@ -62,7 +62,7 @@ class KafkaAcl:
 
 def kafka_acls(cfg, role: str) -> list[KafkaAcl]:
     """The bindings ``role`` needs with the topics, group and transactional prefix of ``cfg``
-    (an :class:`jobs.config.AppConfig`)."""
+    (an :class:`config.app.AppConfig`)."""
     kafka = cfg.kafka
     inputs = kafka.input_topics()
     outputs = kafka.output_topics()

@@ -16,8 +16,8 @@ import argparse
 import shlex
 import sys
 
+from config import app as app_config
 from connect.acls import KAFKA_ROLES, REDIS_ROLES, apply_kafka_acls, kafka_acls, redis_rules
-from jobs import config as app_config
 
 
 def main(argv: list[str] | None = None) -> int:

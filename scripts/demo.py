@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 import learners
+from config import app as app_config
 from contract import events
-from jobs import config as app_config
 from scripts import kafka_tools
 from scripts import services as svc
 from sim.config import SimConfig

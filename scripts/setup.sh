@@ -46,11 +46,11 @@ fetch_jars flink-conf/flink-jars.pom.xml "$WORK/jars/flink"
 fetch_jars flink-conf/sql-client.pom.xml "$WORK/jars/sql-client"
 
 # 3. The project's own SQL functions (udf/, Java), next to the connector jars so every job and the
-# SQL client load them.
+# SQL client load them. Their JUnit tests run in `make test`.
 udf_hash="$(cat udf/pom.xml $(find udf/src -type f | sort) | sha256sum | cut -c1-16)"
 if ! stamp_ok "$WORK/jars/flink/.udf-stamp" "$udf_hash" || [[ ! -f "$WORK/jars/flink/adloop-udf.jar" ]]; then
   say "building the SQL functions in udf/"
-  mvn -q -B -Dstyle.color=never -f udf/pom.xml package > "$WORK/udf-build.log" 2>&1 \
+  mvn -q -B -Dstyle.color=never -DskipTests -f udf/pom.xml clean package > "$WORK/udf-build.log" 2>&1 \
     || { tail -20 "$WORK/udf-build.log" >&2; fail "Maven could not build udf/ (full log: $WORK/udf-build.log)"; }
   cp udf/target/adloop-udf.jar "$WORK/jars/flink/adloop-udf.jar"
   echo "$udf_hash" > "$WORK/jars/flink/.udf-stamp"

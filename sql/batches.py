@@ -22,12 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sql.ingest import columns, interval
-
-# The fields of one arm in ``learner_batches.arms``, in order (learners.batch.ArmStats).
-ARM_FIELDS = """state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
-  delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
-  rx ARRAY<DOUBLE>"""
+from sql.ingest import interval
+from sql.schema import ARM_FIELDS, columns
 
 
 def batches_views(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs import config as app_config
-from jobs.feedback_job import BATCH_COLUMNS, DLQ_COLUMNS, REWARD_COLUMNS, ddl_statements
+from config import app as app_config
 from sql.batches import batch_arms_view
 from sql.ingest import quote
+from sql.pipeline import ddl_statements
+from sql.schema import BATCH_COLUMNS, DLQ_COLUMNS, LATE_COLUMNS, REWARD_COLUMNS
 
 
 def _kafka_source(name: str, columns: str, topic: str, cfg: app_config.AppConfig) -> str:
@@ -48,19 +49,8 @@ def query_tables(cfg: app_config.AppConfig) -> list[str]:
         ),
         _kafka_source("learner_batches_stream", BATCH_COLUMNS, cfg.kafka.topic("batches"), cfg),
         batch_arms_view("learner_batches_stream", "learner_batch_arms_stream"),
-        _kafka_source(
-            "dead_letters",
-            DLQ_COLUMNS,
-            cfg.kafka.topic("dlq"),
-            cfg,
-        ),
-        _kafka_source(
-            "late_events",
-            "payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, "
-            "src_offset BIGINT",
-            cfg.kafka.topic("late"),
-            cfg,
-        ),
+        _kafka_source("dead_letters", DLQ_COLUMNS, cfg.kafka.topic("dlq"), cfg),
+        _kafka_source("late_events", LATE_COLUMNS, cfg.kafka.topic("late"), cfg),
         # (dt, hr, campaign_id, agent, action, decisions, clicks, credit, cost, reward)
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards_hourly AS
 SELECT dt, hr, campaign_id, agent, action,

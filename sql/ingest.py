@@ -29,7 +29,7 @@ STEMS = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONV
 # SQL name -> class of the project's JVM functions (udf/).
 FUNCTIONS = {
     "ADLOOP_PARSE": "adloop.udf.ParseEvent",
-    "ADLOOP_JSON_LONG": "adloop.udf.JsonLong",
+    "ADLOOP_EVENT_TIME": "adloop.udf.EventTime",
     "ADLOOP_CLICK_OUTCOMES": "adloop.udf.ClickOutcomes",
     "ADLOOP_ATTRIBUTE": "adloop.udf.AttributeConversions",
     "ADLOOP_ARM_STATS": "adloop.udf.ArmStats",
@@ -48,15 +48,6 @@ class KafkaTable:
     bounded: bool = False
     # Client properties as table options (``properties.security.protocol`` ...), secrets resolved.
     client_options: tuple[tuple[str, str], ...] = ()
-
-
-def columns(spec: str) -> dict[str, str]:
-    """``name TYPE, ...`` (no commas inside a type) as {name: type}, in order.
-
-    >>> columns("a STRING, xs ARRAY<DOUBLE>")
-    {'a': 'STRING', 'xs': 'ARRAY<DOUBLE>'}
-    """
-    return dict(column.split(None, 1) for column in " ".join(spec.split()).split(", "))
 
 
 def interval(ms: int) -> str:
@@ -109,7 +100,7 @@ def function_statements() -> list[str]:
 def _event_time(max_future_ms: int) -> str:
     """Event time of a payload. A missing, unparsable or implausibly future ``ts`` becomes epoch 0,
     so a bad record can never push the watermark ahead (it goes to the DLQ anyway)."""
-    ts = "TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3)"
+    ts = "TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3)"
     return (
         f"CASE WHEN {ts} <= TIMESTAMPADD(SECOND, {max_future_ms // 1000}, kafka_ts) THEN {ts} "
         "ELSE TO_TIMESTAMP_LTZ(0, 3) END"

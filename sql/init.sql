@@ -43,7 +43,8 @@ SELECT b.window_end, b.event_time, b.campaign_id, b.agent, a.state, a.arm, a.tri
 FROM learner_batches_stream AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, reward_sum, reward_sq_sum, delayed_sum, ipw_reward_sum, cost_sum, wins, xx, rx);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
-  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT, payload_length INT
+  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT,
+  payload_length INT
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.dlq',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 
 CREATE TABLE IF NOT EXISTS late_events (
-  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
+  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT,
+  src_offset BIGINT
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.late',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
@@ -69,7 +71,7 @@ GROUP BY dt, hr, campaign_id, agent, action;
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_PARSE AS 'adloop.udf.ParseEvent' LANGUAGE JAVA;
 
-CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_JSON_LONG AS 'adloop.udf.JsonLong' LANGUAGE JAVA;
+CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_EVENT_TIME AS 'adloop.udf.EventTime' LANGUAGE JAVA;
 
 CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS ADLOOP_CLICK_OUTCOMES AS 'adloop.udf.ClickOutcomes' LANGUAGE JAVA;
 
@@ -86,7 +88,7 @@ CREATE TABLE IF NOT EXISTS raw_impressions (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -150,7 +152,7 @@ CREATE TABLE IF NOT EXISTS raw_clicks (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -206,7 +208,7 @@ CREATE TABLE IF NOT EXISTS raw_conversions (
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   proctime AS PROCTIME(),
-  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_JSON_LONG(payload, 'ts'), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
   WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
 ) WITH (
   'connector' = 'kafka',
@@ -370,19 +372,21 @@ SELECT b.window_end, b.event_time, b.campaign_id, b.agent, a.state, a.arm, a.tri
 FROM learner_batches AS b CROSS JOIN UNNEST(b.arms) AS a (state, arm, trials, reward_sum, reward_sq_sum, delayed_sum, ipw_reward_sum, cost_sum, wins, xx, rx);
 
 CREATE TABLE IF NOT EXISTS dlq_sink (
-  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT, payload_length INT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'adloop-json');
+  payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT,
+  payload_length INT
+) WITH ('connector' = 'kafka', 'topic' = 'ad.dlq', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'json');
 
 CREATE TABLE IF NOT EXISTS late_sink (
-  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT, src_offset BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'adloop-json');
+  payload STRING, event_id STRING, ts BIGINT, src_topic STRING, src_partition INT,
+  src_offset BIGINT
+) WITH ('connector' = 'kafka', 'topic' = 'ad.late', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'at-least-once', 'format' = 'json');
 
 CREATE TABLE IF NOT EXISTS rewards_sink (
   schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
   segment STRING, action STRING, propensity DOUBLE, policy_version BIGINT, features ARRAY<DOUBLE>,
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT
-) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.rewards', 'properties.transaction.timeout.ms' = '900000', 'format' = 'adloop-json');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.rewards', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.rewards', 'properties.transaction.timeout.ms' = '900000', 'format' = 'json');
 
 CREATE TABLE IF NOT EXISTS rewards_parquet (
   schema_version INT, decision_id STRING, impression_id STRING, agent STRING, campaign_id STRING,
@@ -390,8 +394,8 @@ CREATE TABLE IF NOT EXISTS rewards_parquet (
   kind STRING, conversion_id STRING, reward DOUBLE, click DOUBLE, credit DOUBLE, cost DOUBLE,
   conversion_value DOUBLE, event_ts BIGINT, reward_ts BIGINT, dt STRING, hr STRING
 ) PARTITIONED BY (dt, hr) WITH (
-  'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'adloop-parquet',
-  'adloop-parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
+  'connector' = 'filesystem', 'path' = '.work/tables/rewards', 'format' = 'parquet',
+  'parquet.enable.dictionary' = 'false', 'sink.partition-commit.policy.kind' = 'success-file'
 );
 
 CREATE TABLE IF NOT EXISTS batches_sink (
@@ -399,4 +403,4 @@ CREATE TABLE IF NOT EXISTS batches_sink (
   arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
   rx ARRAY<DOUBLE>>>
-) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.batches', 'properties.transaction.timeout.ms' = '900000', 'key.format' = 'adloop-json', 'key.fields' = 'campaign_id;agent', 'value.format' = 'adloop-json', 'value.fields-include' = 'ALL');
+) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.batches', 'properties.transaction.timeout.ms' = '900000', 'key.format' = 'json', 'value.format' = 'json', 'key.fields' = 'campaign_id;agent', 'value.fields-include' = 'ALL');

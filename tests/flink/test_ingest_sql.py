@@ -119,10 +119,10 @@ FROM raw_elements""")
     assert got == {name: reason for name, (_, reason) in CASES.items()}
 
 
-# ADLOOP_JSON_LONG(payload, 'ts') feeds event time and the watermark before validation. Its
-# answer is that of a streaming JSON read that stops at the field: what follows the field is
-# never read, what comes before it must be well-formed.
-JSON_LONG_CASES = {
+# ADLOOP_EVENT_TIME(payload) feeds event time and the watermark before validation: a streaming
+# JSON read that stops at the top-level ts: what follows it is never read, what comes before it
+# must be well-formed.
+EVENT_TIME_CASES = {
     "first field": ('{"ts": 5, "a": 1}', 5),
     "after containers, escapes and literals": (
         '{"d": [{"a": [1, {"b": null}], "c": "x\\"y\\u00e9"}], "f": [1.5e3, -2E-1], "ok": true, "ts": -42}',
@@ -147,13 +147,13 @@ JSON_LONG_CASES = {
 }
 
 
-def test_json_long_reads_a_top_level_integer_as_a_streaming_parser_does(t_env):
-    names = list(JSON_LONG_CASES)
-    rows = [(i, JSON_LONG_CASES[n][0]) for i, n in enumerate(names)]
-    t_env.create_temporary_view("json_long_cases", t_env.from_elements(rows, ["id", "payload"]))
+def test_event_time_reads_the_top_level_ts_as_a_streaming_parser_does(t_env):
+    names = list(EVENT_TIME_CASES)
+    rows = [(i, EVENT_TIME_CASES[n][0]) for i, n in enumerate(names)]
+    t_env.create_temporary_view("event_time_cases", t_env.from_elements(rows, ["id", "payload"]))
     for statement in ingest.function_statements():
         t_env.execute_sql(statement)
-    query = "SELECT id, ADLOOP_JSON_LONG(payload, 'ts') FROM json_long_cases"
+    query = "SELECT id, ADLOOP_EVENT_TIME(payload) FROM event_time_cases"
     with t_env.execute_sql(query).collect() as results:
         got = {names[row[0]]: row[1] for row in results}
-    assert got == {name: value for name, (_, value) in JSON_LONG_CASES.items()}
+    assert got == {name: value for name, (_, value) in EVENT_TIME_CASES.items()}

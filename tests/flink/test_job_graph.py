@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from jobs import config as app_config
+from config import app as app_config
 from jobs import feedback_job
 from jobs.runtime import environments
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jobs import config as app_config
+from config import app as app_config
 from scripts import kafka_tools
 from sim.noise import SimRecord
 from tests.reference.attribution import reference_rewards

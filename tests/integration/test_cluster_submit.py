@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bench.flink_cluster import StandaloneCluster
-from jobs import config as app_config
+from config import app as app_config
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator

@@ -18,8 +18,8 @@ from collections import Counter
 
 from confluent_kafka import Producer
 
+from config import app as app_config
 from contract import events
-from jobs import config as app_config
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig

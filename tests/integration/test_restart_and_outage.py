@@ -15,7 +15,7 @@ import redis
 from pyflink.common import JobStatus
 
 from bench.replay_trials import wait_for
-from jobs import config as app_config
+from config import app as app_config
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig

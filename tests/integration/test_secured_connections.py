@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from config import app as app_config
 from connect.acls import apply_kafka_acls, kafka_acls, redis_rules
 from connect.preflight import KafkaAccessError
-from jobs import config as app_config
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import config as app_config
+from config import app as app_config
 
 LINGER, BATCH = "ADLOOP_KAFKA_PRODUCER_LINGER_MS", "ADLOOP_KAFKA_PRODUCER_BATCH_BYTES"
 
@@ -22,10 +22,10 @@ def test_bad_producer_settings_fail_naming_key_expected_and_found(env, message):
 
 
 def test_producer_settings_reach_every_kafka_sink():
-    from jobs import feedback_job
+    from sql import outputs
 
     cfg = app_config.load(env={LINGER: "7", BATCH: "65536"})
-    sinks = [s for s in feedback_job.sink_statements(cfg) if "'connector' = 'kafka'" in s]
+    sinks = [s for s in outputs.sink_statements(cfg) if "'connector' = 'kafka'" in s]
     assert len(sinks) == 4
     for ddl in sinks:
         assert "'properties.linger.ms' = '7'" in ddl

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from config import app as app_config
 from connect import secrets
 from connect.acls import kafka_acls, redis_rules
 from connect.kafka_props import client_settings_from_file, librdkafka_settings
 from contract import events
-from jobs import config as app_config
-from jobs import feedback_job
+from sql import outputs, pipeline
 
 JAAS = (
     "org.apache.kafka.common.security.scram.ScramLoginModule required "
@@ -79,7 +79,7 @@ def test_a_config_dump_shows_where_secrets_come_from_never_the_secrets(monkeypat
 def test_every_kafka_table_of_the_job_gets_the_properties_and_the_transactional_sinks_their_ids(monkeypatch):
     monkeypatch.setenv("T_PW", "pw")
     cfg = secured(transactional_id_prefix="feedback-7")
-    statements = feedback_job.source_statements(cfg) + feedback_job.sink_statements(cfg)
+    statements = pipeline.source_statements(cfg) + outputs.sink_statements(cfg)
     kafka_tables = [s for s in statements if "'connector' = 'kafka'" in s]
     assert len(kafka_tables) == 3 + 4  # three sources, four Kafka sinks (the fifth is Parquet)
     shaded = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -96,7 +96,7 @@ def test_every_kafka_table_of_the_job_gets_the_properties_and_the_transactional_
     for sink in ("dlq_sink", "late_sink"):
         assert "'sink.delivery-guarantee' = 'at-least-once'" in sinks[sink]
     relaxed = secured(delivery_guarantee="at-least-once")
-    assert "exactly-once" not in "".join(feedback_job.sink_statements(relaxed))
+    assert "exactly-once" not in "".join(outputs.sink_statements(relaxed))
 
 
 def test_python_clients_get_the_same_security_settings_in_librdkafka_names(tmp_path: Path, monkeypatch):

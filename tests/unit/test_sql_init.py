@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs import config as app_config
+from config import app as app_config
 from sql.client_init import render
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,14 +24,10 @@ import org.apache.flink.types.Row;
  * {@code Σ x xᵀ} over the initial rows (row-major) and {@code Σ r x} over all rows, {@code x}
  * being the first {@code d} features (missing ones count as 0); with {@code d = 0} both are NULL.
  * A NULL number adds nothing to its sums. Arms come out sorted by (state, arm), so the output does
- * not depend on arrival order.
+ * not depend on arrival order. The output type is {@link Schemas#ARMS} (sql/schema.py,
+ * {@code ARM_FIELDS}), and every field is set by its name.
  */
-@FunctionHint(
-        output =
-                @DataTypeHint(
-                        "ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,"
-                                + " delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE,"
-                                + " xx ARRAY<DOUBLE>, rx ARRAY<DOUBLE>>>"))
+@FunctionHint(output = @DataTypeHint(Schemas.ARMS))
 public class ArmStats extends AggregateFunction<Row[], ArmStats.Acc> {
 
     /** Positions of the scalar sums in an arm's vector; the context sums follow them. */
@@ -173,19 +169,19 @@ public class ArmStats extends AggregateFunction<Row[], ArmStats.Acc> {
                     rx[i] = at(sums, SCALARS + dim * dim + i);
                 }
             }
-            out[k] =
-                    Row.of(
-                            key.substring(0, sep),
-                            key.substring(sep + 1),
-                            sums[TRIALS],
-                            sums[REWARD],
-                            sums[REWARD_SQ],
-                            sums[DELAYED],
-                            sums[IPW],
-                            sums[COST],
-                            sums[WINS],
-                            xx,
-                            rx);
+            Row arm = Row.withNames();
+            arm.setField("state", key.substring(0, sep));
+            arm.setField("arm", key.substring(sep + 1));
+            arm.setField("trials", sums[TRIALS]);
+            arm.setField("reward_sum", sums[REWARD]);
+            arm.setField("reward_sq_sum", sums[REWARD_SQ]);
+            arm.setField("delayed_sum", sums[DELAYED]);
+            arm.setField("ipw_reward_sum", sums[IPW]);
+            arm.setField("cost_sum", sums[COST]);
+            arm.setField("wins", sums[WINS]);
+            arm.setField("xx", xx);
+            arm.setField("rx", rx);
+            out[k] = arm;
         }
         return out;
     }

@@ -23,7 +23,7 @@ import org.apache.flink.types.Row;
  * <p>Input rows are touches ({@code conversion_id} NULL) or conversions, timed by {@code on_time}.
  * A conversion at T waits for the watermark to reach T, so every on-time touch at or before T has
  * arrived; then it shares its value over the touches in {@code [T - lookback, T]}: time decay
- * {@code boost * 2^(-(T - t) / half_life)} normalised over them, or all of it to the last touch
+ * {@code boost * 2^(-(T - t) / half_life)} normalised over them ({@link DecayCredits}), or all of it to the last touch
  * (latest time, a click before a view at the same time, then the larger impression id). A view and
  * a click of one impression yield one row with their credits summed.
  *
@@ -48,9 +48,7 @@ import org.apache.flink.types.Row;
  * conversions lost the credit of older touches of their 30-day lookback. The expiry timer bounds
  * the state in event time instead.
  */
-@DataTypeHint(
-        "ROW<conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, conv_ts BIGINT,"
-                + " conv_value DOUBLE, credit DOUBLE, imp_payload BYTES>")
+@DataTypeHint(Schemas.CREDIT)
 public class AttributeConversions extends ProcessTableFunction<Row> {
 
     private static final String TOUCH_TYPE =
@@ -245,20 +243,17 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             }
             credits.put(last.getFieldAs(0), new Object[] {last, value});
         } else {
-            double[] weights = new double[window.size()];
-            double total = 0.0;
-            for (int i = 0; i < weights.length; i++) {
+            long[] ages = new long[window.size()];
+            boolean[] clicks = new boolean[window.size()];
+            for (int i = 0; i < ages.length; i++) {
                 Row touch = window.get(i);
-                long ts = touch.getFieldAs(3);
-                int isClick = touch.getFieldAs(4);
-                weights[i] =
-                        Math.pow(2.0, -((double) (convTs - ts)) / halfLifeMs)
-                                * (isClick == 1 ? clickBoost : 1.0);
-                total += weights[i];
+                ages[i] = convTs - (long) touch.getFieldAs(3);
+                clicks[i] = (int) touch.getFieldAs(4) == 1;
             }
-            for (int i = 0; i < weights.length; i++) {
+            double[] shares = DecayCredits.credits(value, ages, clicks, halfLifeMs, clickBoost);
+            for (int i = 0; i < shares.length; i++) {
                 Row touch = window.get(i);
-                double credit = value * weights[i] / total;
+                double credit = shares[i];
                 Object[] entry = credits.get((String) touch.getFieldAs(0));
                 if (entry == null) {
                     credits.put(touch.getFieldAs(0), new Object[] {touch, credit});
@@ -269,17 +264,17 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         }
         for (Map.Entry<String, Object[]> entry : credits.entrySet()) {
             Row touch = (Row) entry.getValue()[0];
-            collect(
-                    Row.of(
-                            conversionId,
-                            campaignId,
-                            entry.getKey(),
-                            touch.getFieldAs(1),
-                            touch.getFieldAs(2),
-                            convTs,
-                            value,
-                            (double) entry.getValue()[1],
-                            payloads.get(entry.getKey())));
+            Row out = Row.withNames();
+            out.setField("conversion_id", conversionId);
+            out.setField("campaign_id", campaignId);
+            out.setField("impression_id", entry.getKey());
+            out.setField("segment", touch.getFieldAs(1));
+            out.setField("imp_ts", touch.getFieldAs(2));
+            out.setField("conv_ts", convTs);
+            out.setField("conv_value", value);
+            out.setField("credit", (double) entry.getValue()[1]);
+            out.setField("imp_payload", payloads.get(entry.getKey()));
+            collect(out);
         }
     }
 

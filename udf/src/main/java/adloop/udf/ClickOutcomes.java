@@ -17,6 +17,7 @@ import org.apache.flink.table.data.utils.ProjectedRowData;
 import org.apache.flink.table.functions.ProcessTableFunction;
 import org.apache.flink.table.runtime.typeutils.RowDataSerializer;
 import org.apache.flink.table.types.logical.RowType;
+import org.apache.flink.table.types.logical.utils.LogicalTypeParser;
 import org.apache.flink.types.Row;
 
 /**
@@ -54,22 +55,15 @@ import org.apache.flink.types.Row;
  * <p>The state has no TTL: the timers clear it, and the job's {@code table.exec.state.ttl} (the
  * dedup TTL, processing time) would drop an impression still waiting for its click.
  */
-@DataTypeHint(
-        value =
-                "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE,"
-                        + " features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, click_ts BIGINT>",
-        bridgedTo = RowData.class)
+@DataTypeHint(value = Schemas.CLICK_OUTCOME, bridgedTo = RowData.class)
 public class ClickOutcomes extends ProcessTableFunction<RowData> {
 
     private static final String STATE_TYPE =
             "ROW<window_end BIGINT, clicked BOOLEAN, imp_time BIGINT, impression BYTES,"
                     + " early_clicks ARRAY<ROW<ts BIGINT, t BIGINT>>>";
 
-    /** The input table's columns: those of {@code click_events} (sql/attribution.py). */
-    private static final String INPUT_TYPE =
-            "ROW<impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT, user_id STRING,"
-                    + " campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>,"
-                    + " decisions ARRAY<MAP<STRING, STRING>>>";
+    /** The input table's columns: those of {@code click_events} (sql/schema.py). */
+    private static final String INPUT_TYPE = Schemas.CLICK_EVENTS;
 
     // Positions in the state row.
     private static final int WINDOW_END = 0;
@@ -78,10 +72,17 @@ public class ClickOutcomes extends ProcessTableFunction<RowData> {
     private static final int IMPRESSION = 3;
     private static final int EARLY_CLICKS = 4;
 
-    /** The input columns an outcome carries, in output order (before {@code click_ts}). */
-    private static final String[] OUTCOME_COLUMNS = {
-        "ts", "user_id", "campaign_id", "segment", "win_price", "features", "decisions"
-    };
+    /** The input columns an outcome carries, in output order: the output's, but {@code click_ts}. */
+    private static final String[] OUTCOME_COLUMNS = outcomeColumns();
+
+    private static String[] outcomeColumns() {
+        List<String> names =
+                new ArrayList<>(((RowType) LogicalTypeParser.parse(Schemas.CLICK_OUTCOME, ClickOutcomes.class.getClassLoader())).getFieldNames());
+        if (!names.remove("click_ts")) {
+            throw new IllegalStateException("Schemas.CLICK_OUTCOME has no click_ts: " + Schemas.CLICK_OUTCOME);
+        }
+        return names.toArray(new String[0]);
+    }
 
     /** The input's layout, from its table semantics (the same for every row of the call). */
     private transient InputLayout layout;

@@ -338,7 +338,7 @@ def _build(raw: Mapping[str, Any]) -> AppConfig:
             _bad(name, f"a section among {sorted(sections)}", name)
         if not isinstance(value, Mapping):
             _bad(name, "a mapping of keys", value)
-        cls = sections[name].default_factory  # type: ignore[misc]
+        cls: Any = sections[name].default_factory
         if hasattr(cls, "from_mapping"):
             built[name] = cls.from_mapping(value)
             continue

@@ -1,0 +1,1 @@
+"""The application config (``flink-conf/adloop.yaml`` + environment), below every layer that reads it."""
