@@ -135,11 +135,11 @@ def check_connections(cfg: app_config.AppConfig) -> None:
     from state.policy_store import PolicyStoreUnavailable, RedisPolicyStore
 
     kafka = cfg.kafka
-    outputs = [t for t in kafka.output_topics() if cfg.job.learners or t != kafka.topic("policy_updates")]
+    written = [t for t in kafka.output_topics() if cfg.job.learners or t != kafka.topic("policy_updates")]
     for warning in check_kafka(
         kafka.librdkafka(),
         read_topics=kafka.input_topics(),
-        write_topics=outputs,
+        write_topics=written,
         group_id=kafka.group_id,
         transactional_ids=list(outputs.transactional_prefixes(kafka).values()),
         timeout_s=kafka.connect_timeout_ms / 1000,
