@@ -1,7 +1,9 @@
 """Attribution and reward math: decay weights, per-touch conversion credit, per-agent reward.
 
-Pure functions, no Flink: the Flink SQL views compute the same formulas per event, and these
-state them for tests, the batch reference and the learners' warm starts.
+Pure functions, no Flink: the reference of the formulas the job computes per event, for tests,
+the batch reference and the learners' warm starts. :func:`time_decay_credits` is the reference of
+the job's decay credit (udf/.../DecayCredits.java); tests/flink/test_decay_spec.py checks the two
+agree on random inputs.
 """
 
 from __future__ import annotations
