@@ -98,6 +98,7 @@ class RunSpec:
     work: str
     input_prefix: str = INPUT_PREFIX
     duration_s: float = 0.0  # fresh: how long the unbounded job runs before it is cancelled
+    low_latency: bool = True  # fresh: the low-latency settings (FRESH_*), else the config's defaults
 
     def outputs(self) -> list[str]:
         """The Kafka topics this run's job writes."""
@@ -125,7 +126,7 @@ def app_config(spec: RunSpec) -> Any:
         },
         tables={"rewards_path": str(Path(spec.work) / "rewards")},
     )
-    if spec.variant == "fresh":
+    if spec.variant == "fresh" and spec.low_latency:
         cfg = cfg.replace(batches={"interval_ms": FRESH_BATCH_MS}, publish={"interval_ms": FRESH_PUBLISH_MS})
     return cfg
 
@@ -165,7 +166,7 @@ def child(spec_path: Path, result_path: Path) -> None:
         "restart-strategy.type": "none",
         **json.loads(os.environ.get("ADLOOP_BENCH_FLINK_OVERRIDES", "{}")),
     }
-    if spec.variant == "fresh":
+    if spec.variant == "fresh" and spec.low_latency:
         overrides["python.fn-execution.bundle.time"] = str(FRESH_BUNDLE_MS)
         overrides["execution.buffer-timeout.interval"] = f"{FRESH_BUFFER_MS} ms"
     t0 = time.perf_counter()
@@ -372,6 +373,7 @@ def freshness_run(
         str(scratch / run_id),
         prefix,
         duration_s=args.warmup + args.fresh_seconds + args.probe_timeout + 120,
+        low_latency=args.settings == "low-latency",
     )
     topics = KafkaConfig(topic_prefix=prefix).input_topics() + spec.outputs()
     kafka_tools.create_topics(svc.kafka_bootstrap, topics, partitions=PARTITIONS)
@@ -462,7 +464,7 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
         "",
         f"Command: `python -m bench.bench_feedback --days {args.days} --repeats {args.repeats} "
         f"--parallelisms {','.join(map(str, args.parallelisms))} --variants {','.join(args.variants)} "
-        f"--rates {args.rates} --part {args.part}`",
+        f"--rates {args.rates} --part {args.part} --settings {args.settings}`",
         "",
         f"Date: {started} UTC. Machine: {os.cpu_count()} cores (shared), {platform.machine()}, Python "
         f"{platform.python_version()}, {_flink_version()} on the local mini-cluster; Kafka and Redis on "
@@ -548,10 +550,14 @@ def _freshness_section(fresh: list[dict], args: argparse.Namespace) -> list[str]
         "",
         "## Freshness: click in Kafka to the new policy version at a subscriber",
         "",
-        f"Settings: `batches.interval_ms` {FRESH_BATCH_MS}, `publish.interval_ms` {FRESH_PUBLISH_MS}, "
-        f"`python.fn-execution.bundle.time` {FRESH_BUNDLE_MS} ms, `execution.buffer-timeout.interval` "
-        f"{FRESH_BUFFER_MS} ms; p = 1; "
-        f"{args.fresh_seconds:g} s of probes after {args.warmup:g} s of load; "
+        (
+            f"Settings: `batches.interval_ms` {FRESH_BATCH_MS}, `publish.interval_ms` {FRESH_PUBLISH_MS}, "
+            f"`python.fn-execution.bundle.time` {FRESH_BUNDLE_MS} ms, `execution.buffer-timeout.interval` "
+            f"{FRESH_BUFFER_MS} ms; p = 1; "
+            if args.settings == "low-latency"
+            else "Settings: the defaults of flink-conf/adloop.yaml and flink-conf/config.yaml; p = 1; "
+        )
+        + f"{args.fresh_seconds:g} s of probes after {args.warmup:g} s of load; "
         f"a probe not seen within {args.probe_timeout:g} s counts as that.",
         "",
         "| target events/s | produced events/s | probes | not seen | p50 s | p99 s (<= 1) | max s |",
@@ -654,6 +660,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh-seconds", type=float, default=30.0, help="seconds of probes per rate")
     parser.add_argument("--probe-timeout", type=float, default=60.0, help="longest wait for a probe")
     parser.add_argument("--part", choices=("all", "throughput", "freshness"), default="all")
+    parser.add_argument(
+        "--settings",
+        choices=("low-latency", "defaults"),
+        default="low-latency",
+        help="freshness runs: the low-latency settings, or the config's and flink-conf's defaults",
+    )
     parser.add_argument(
         "--variants",
         type=_variants,
