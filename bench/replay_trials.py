@@ -120,7 +120,7 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, poll_s: 
     raise TimeoutError(f"waited {timeout_s:g}s for {what}")
 
 
-def _read_to(cfg: app_config.AppConfig, partitions: Iterable[int]) -> bool:
+def read_to(cfg: app_config.AppConfig, partitions: Iterable[int]) -> bool:
     """Whether the job's consumer group has committed the end of ``partitions`` of every input."""
     for name in INPUTS:
         topic = cfg.kafka.topic(name)
@@ -158,11 +158,11 @@ def run_staggered(cfg: app_config.AppConfig, records: list[SimRecord], savepoint
     overrides = {"execution.checkpointing.interval": CHECKPOINT_INTERVAL}
     job = feedback_job.run(cfg.replace(kafka={"bounded": False}), wait=False, flink_overrides=overrides)
     try:
-        wait_for(lambda: _read_to(cfg, [0]), WAIT_S, "the job to read partition 0 of every input")
+        wait_for(lambda: read_to(cfg, [0]), WAIT_S, "the job to read partition 0 of every input")
         time.sleep(5)  # the job has read partition 0; let event time stand still a little longer
         for p in range(1, PARTITIONS):
             write_input(cfg, records, only_partition=p)
-        wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
+        wait_for(lambda: read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
         stop_with_drain(job, savepoints)
     except BaseException:
         job.cancel().result()
@@ -230,7 +230,7 @@ def run_with_killed_taskmanager(cfg: app_config.AppConfig, work: Path, seed: int
                 poll_s=0.2,
             )
             recovery = time.monotonic() - killed
-            wait_for(lambda: _read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
+            wait_for(lambda: read_to(cfg, range(PARTITIONS)), WAIT_S, "the job to read every partition")
             cluster.stop_with_drain(job_id, work / "savepoints")
             wait_for(lambda: cluster.job_state(job_id) == "FINISHED", WAIT_S, "the job to finish")
             failovers = cluster.failovers(job_id)
@@ -341,7 +341,7 @@ def difference(got: RunOutcome, ref: RunOutcome) -> Difference:
     missing = ref.rewards.keys() - got.rewards.keys()
     extra = got.rewards.keys() - ref.rewards.keys()
     changed = [
-        k for k in ref.rewards.keys() & got.rewards.keys() if not _same_row(got.rewards[k], ref.rewards[k])
+        k for k in ref.rewards.keys() & got.rewards.keys() if not same_row(got.rewards[k], ref.rewards[k])
     ]
     stats = [k for k in ref.stats.keys() | got.stats.keys() if not _same(got.stats.get(k), ref.stats.get(k))]
     examples = [f"missing {k}" for k in sorted(missing)[:3]] + [f"extra {k}" for k in sorted(extra)[:3]]
@@ -361,7 +361,7 @@ def difference(got: RunOutcome, ref: RunOutcome) -> Difference:
     )
 
 
-def _same_row(a: dict, b: dict) -> bool:
+def same_row(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
 
 

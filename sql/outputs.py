@@ -14,6 +14,7 @@ from sql.schema import (
     BATCH_COLUMNS,
     DLQ_COLUMNS,
     LATE_COLUMNS,
+    POLICY_UPDATE_COLUMNS,
     REWARD_COLUMNS,
     REWARD_SCHEMA_VERSION,
     columns,
@@ -24,8 +25,6 @@ TRANSACTIONAL_SINKS = {"rewards": "rewards", "batches": "batches", "policy_updat
 
 # The view each SQL output's sink reads.
 SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
-
-POLICY_UPDATE_COLUMNS = "campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT"
 
 
 def transactional_prefixes(kafka: app_config.KafkaConfig) -> dict[str, str]:

@@ -35,6 +35,9 @@ ARM_FIELDS = """state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, rewa
 BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
   arms ARRAY<ROW<{ARM_FIELDS}>>"""
 
+# One row per publish of the learners (operators/learner_operator.py, OUTPUT_TYPE).
+POLICY_UPDATE_COLUMNS = "campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT"
+
 # ADLOOP_CLICK_OUTCOMES: its input (the view click_events) and its output.
 CLICK_EVENTS_COLUMNS = """impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT,
   user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>,

@@ -41,6 +41,26 @@ def test_the_view_has_the_shared_columns(job_views, view):
     assert _described(job_views, view) == _spec(VIEWS[view])
 
 
+def test_the_learner_operators_outputs_have_the_shared_columns():
+    from pyflink.common import Types
+
+    from operators.learner_operator import LEARNER_ERRORS, OUTPUT_TYPE
+
+    sql_types = {
+        "STRING": Types.STRING(),
+        "INT": Types.INT(),
+        "BIGINT": Types.LONG(),
+        "BOOLEAN": Types.BOOLEAN(),
+    }
+    for type_info, spec in (
+        (OUTPUT_TYPE, schema.POLICY_UPDATE_COLUMNS),
+        (LEARNER_ERRORS.type_info, schema.DLQ_COLUMNS),
+    ):
+        expected = schema.columns(spec)
+        assert type_info.get_field_names() == list(expected)
+        assert type_info.get_field_types() == [sql_types[t] for t in expected.values()]
+
+
 def test_the_functions_outputs_have_the_shared_columns(job_views):
     outcomes = _described(job_views, "impression_outcomes")
     expected = _spec(schema.CLICK_OUTCOME_COLUMNS)

@@ -10,11 +10,11 @@ import math
 from bench.replay_trials import (
     NOISE,
     WAIT_S,
-    _read_to,
-    _same_row,
     outcome,
+    read_to,
     run_bounded,
     run_config,
+    same_row,
     trial_topics,
     wait_for,
     write_input,
@@ -50,7 +50,7 @@ def test_a_savepoint_restores_into_the_job_with_other_reward_weights(services, u
     overrides = {"execution.checkpointing.interval": "2 s"}
     job = feedback_job.run(old, wait=False, flink_overrides=overrides)
     try:
-        wait_for(lambda: _read_to(old, range(2)), WAIT_S, "the old job to read the first half")
+        wait_for(lambda: read_to(old, range(2)), WAIT_S, "the old job to read the first half")
         savepoint = planner.stop_with_savepoint(job, (tmp_path / "savepoints").as_uri(), drain=False)
     except BaseException:
         job.cancel().result()
@@ -62,7 +62,7 @@ def test_a_savepoint_restores_into_the_job_with_other_reward_weights(services, u
     restored = {**overrides, "execution.state-recovery.path": savepoint}
     job = feedback_job.run(new, wait=False, flink_overrides=restored)
     try:
-        wait_for(lambda: _read_to(new, range(2)), WAIT_S, "the new job to read the rest")
+        wait_for(lambda: read_to(new, range(2)), WAIT_S, "the new job to read the rest")
         planner.stop_with_savepoint(job, (tmp_path / "savepoints").as_uri(), drain=True)
     except BaseException:
         job.cancel().result()
@@ -77,7 +77,7 @@ def test_a_savepoint_restores_into_the_job_with_other_reward_weights(services, u
     weights_used = {"old": 0, "new": 0}
     for key, row in got.rewards.items():
         expected = ref.rewards[key]
-        assert _same_row({**row, "reward": None}, {**expected, "reward": None}), (row, expected)
+        assert same_row({**row, "reward": None}, {**expected, "reward": None}), (row, expected)
         if row["agent"] == "creative" and row["click"] == 1.0:
             old_reward = expected["reward"] - (NEW_CLICK - OLD_CLICK)
             if math.isclose(row["reward"], expected["reward"], rel_tol=1e-9, abs_tol=1e-9):
