@@ -53,6 +53,14 @@ class EventTimeTest {
     }
 
     @Test
+    void hostilePayloadsBeforeTsGiveNullAndNoError() {
+        String deep = "[".repeat(200_000) + "]".repeat(200_000);
+        assertNull(read("{\"a\": " + deep + ", \"ts\": 1}"));
+        assertNull(read("{\"a\": 1" + "0".repeat(100_000) + ", \"ts\": 1}"));
+        assertNull(read("{\"a\": \"" + "\\u00e9".repeat(100_000) + ", \"ts\": 1}"));
+    }
+
+    @Test
     void isNullForEmptyNullAndNonUtf8Payloads() {
         assertNull(read(""));
         assertNull(new EventTime().eval(null));
