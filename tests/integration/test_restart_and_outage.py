@@ -267,14 +267,29 @@ def test_restart_from_checkpoint_ends_with_the_params_of_an_uninterrupted_run(
 def _converged(bootstrap: str, cfg: app_config.AppConfig, store: RedisPolicyStore) -> tuple[dict, int]:
     """Wait until Redis holds each key's replayed params (the held records reach it after a few
     retries, RETRY_MS, with no new input); returns them and how many publishes were held."""
-    replayed = replay_batches(bootstrap, cfg)
-    wait_for(
-        lambda: all((r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()),
-        # A deadline, not a timing: 30 s expired once after a silent Redis, in a full suite run
-        # on a loaded 2-core machine (the same trial alone converged well within it).
-        120,
-        "the held policies in Redis",
-    )
+    replayed: dict = {}
+
+    def redis_equals_the_replay() -> bool:
+        # Replayed again on every look: the micro-batches topic is read committed, and its last
+        # transaction commits at a checkpoint that a fault may have delayed, after Redis has
+        # already taken the params of those micro-batches.
+        replayed.clear()
+        replayed.update(replay_batches(bootstrap, cfg))
+        return bool(replayed) and all(
+            (r := store.get(*key)) and r.version == p["version"] for key, p in replayed.items()
+        )
+
+    # A deadline, not a timing: 30 s expired once after a silent Redis, in a full suite run on a
+    # loaded 2-core machine (the same trial alone converged well within it).
+    try:
+        wait_for(redis_equals_the_replay, 120, "the held policies in Redis")
+    except TimeoutError as exc:
+        differ = {
+            key: (p["version"], getattr(store.get(*key), "version", None))
+            for key, p in replayed.items()
+            if getattr(store.get(*key), "version", None) != p["version"]
+        }
+        raise TimeoutError(f"{exc}; (replayed, Redis) versions of the keys that differ: {differ}") from exc
     for key, params in replayed.items():
         _close(params, store.get(*key).params)
     updates = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("policy_updates"))]
