@@ -98,3 +98,16 @@ def columns(topic: str, version: int = CURRENT_VERSION) -> list[Column]:
         if json_type in _SQL_TYPES:
             out.append(Column(name, _SQL_TYPES[json_type], name in required))
     return out
+
+
+def item_columns(topic: str, field: str, version: int = CURRENT_VERSION) -> str:
+    """The fields of one element of the object array ``field`` of ``topic``, as ``name TYPE, ...``
+    in schema order (an enum is a STRING): the ROW type that ADLOOP_PARSE gives each element.
+
+    >>> item_columns("ad.impressions", "decisions")
+    'agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT'
+    """
+    items = schema(topic, version)["properties"][field]["items"]
+    return ", ".join(
+        f"{name} {_SQL_TYPES[prop.get('type', 'string')]}" for name, prop in items["properties"].items()
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from attribution.config import AGENTS, AttributionConfig, RewardConfig
 from contract import events
+from sql import schema
 from sql.ingest import parse_expression
 
 
@@ -35,11 +36,9 @@ def _reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str
     return "CASE agent " + " ".join(branches) + " END"
 
 
-# A decision is a MAP of canonical strings (sql/ingest.py); validation has checked every field.
-_DECISION_COLUMNS = """decision['agent'] AS agent,
-    decision['action'] AS action,
-    CAST(decision['propensity'] AS DOUBLE) AS propensity,
-    CAST(decision['policy_version'] AS BIGINT) AS policy_version"""
+# A decision is a typed ROW (ADLOOP_PARSE); validation has checked every field. UNNEST gives each
+# field a column of its own: agent, action, propensity, policy_version.
+_DECISION_FIELDS = ", ".join(schema.columns(events.item_columns(events.IMPRESSIONS, "decisions")))
 
 
 # One partition key for (user_id, campaign_id), unambiguous whatever the ids contain.
@@ -50,13 +49,13 @@ def view_statements(cfg: AttributionConfig, rewards: RewardConfig) -> list[str]:
     parsed_payload = parse_expression(events.IMPRESSIONS, "CAST(imp_payload AS STRING)")
     statements = [
         # Impressions and clicks in one stream, for ADLOOP_CLICK_OUTCOMES (udf/, a process table function).
-        """CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
+        f"""CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
 SELECT impression_id, rowtime AS event_time, 0 AS is_click, ts, user_id, campaign_id, segment, win_price,
        features, decisions
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, rowtime, 1, ts, CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>)
+       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS {schema.DECISIONS_TYPE})
 FROM ontime_clicks""",
         # (impression..., click_ts or NULL, outcome_time): every impression once, with its first
         # in-window click; outcome_time is the click's (or, for a click that came first, the
@@ -78,10 +77,10 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
        ts AS event_ts, reward_ts, outcome_time AS reward_time
 FROM (
-  SELECT o.*, {_DECISION_COLUMNS},
+  SELECT o.*, d.*,
          CASE WHEN click_ts IS NULL THEN CAST(0.0 AS DOUBLE) ELSE CAST(1.0 AS DOUBLE) END AS click,
          COALESCE(click_ts, ts + {cfg.click_window_ms}) AS reward_ts
-  FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (decision)
+  FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d ({_DECISION_FIELDS})
 )""",
         # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, imp_payload):
         # a view touch per impression, a click touch per counted click. View touches come straight
@@ -133,9 +132,9 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
-  SELECT c.*, {_DECISION_COLUMNS}, c.parsed.features AS features
+  SELECT c.*, d.*, c.parsed.features AS features
   FROM (SELECT *, {parsed_payload} AS parsed FROM impression_credits) c
-  CROSS JOIN UNNEST(c.parsed.decisions) AS d (decision)
+  CROSS JOIN UNNEST(c.parsed.decisions) AS d ({_DECISION_FIELDS})
 )""",
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards""",

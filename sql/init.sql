@@ -269,7 +269,7 @@ SELECT impression_id, rowtime AS event_time, 0 AS is_click, ts, user_id, campaig
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, rowtime, 1, ts, CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<MAP<STRING, STRING>>)
+       CAST(NULL AS DOUBLE), CAST(NULL AS ARRAY<DOUBLE>), CAST(NULL AS ARRAY<ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>>)
 FROM ontime_clicks;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_outcomes AS
@@ -288,13 +288,10 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
        ts AS event_ts, reward_ts, outcome_time AS reward_time
 FROM (
-  SELECT o.*, decision['agent'] AS agent,
-    decision['action'] AS action,
-    CAST(decision['propensity'] AS DOUBLE) AS propensity,
-    CAST(decision['policy_version'] AS BIGINT) AS policy_version,
+  SELECT o.*, d.*,
          CASE WHEN click_ts IS NULL THEN CAST(0.0 AS DOUBLE) ELSE CAST(1.0 AS DOUBLE) END AS click,
          COALESCE(click_ts, ts + 3600000) AS reward_ts
-  FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (decision)
+  FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d (agent, action, propensity, policy_version)
 );
 
 CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
@@ -335,12 +332,9 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
-  SELECT c.*, decision['agent'] AS agent,
-    decision['action'] AS action,
-    CAST(decision['propensity'] AS DOUBLE) AS propensity,
-    CAST(decision['policy_version'] AS BIGINT) AS policy_version, c.parsed.features AS features
+  SELECT c.*, d.*, c.parsed.features AS features
   FROM (SELECT *, ADLOOP_PARSE(CAST(imp_payload AS STRING), '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM impression_credits) c
-  CROSS JOIN UNNEST(c.parsed.decisions) AS d (decision)
+  CROSS JOIN UNNEST(c.parsed.decisions) AS d (agent, action, propensity, policy_version)
 );
 
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from contract import events
+
 # Dead letters: the payload (cut), its reason and where it was read.
 DLQ_COLUMNS = """payload STRING, reason STRING, src_topic STRING, src_partition INT, src_offset BIGINT,
   payload_length INT"""
@@ -38,12 +40,15 @@ BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, ag
 # One row per publish of the learners (operators/learner_operator.py, OUTPUT_TYPE).
 POLICY_UPDATE_COLUMNS = "campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT"
 
+# An impression's decisions, one typed ROW each (ADLOOP_PARSE), from the contract schema.
+DECISIONS_TYPE = f"ARRAY<ROW<{events.item_columns(events.IMPRESSIONS, 'decisions')}>>"
+
 # ADLOOP_CLICK_OUTCOMES: its input (the view click_events) and its output.
-CLICK_EVENTS_COLUMNS = """impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT,
+CLICK_EVENTS_COLUMNS = f"""impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT,
   user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>,
-  decisions ARRAY<MAP<STRING, STRING>>"""
-CLICK_OUTCOME_COLUMNS = """ts BIGINT, user_id STRING, campaign_id STRING, segment STRING,
-  win_price DOUBLE, features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, click_ts BIGINT"""
+  decisions {DECISIONS_TYPE}"""
+CLICK_OUTCOME_COLUMNS = f"""ts BIGINT, user_id STRING, campaign_id STRING, segment STRING,
+  win_price DOUBLE, features ARRAY<DOUBLE>, decisions {DECISIONS_TYPE}, click_ts BIGINT"""
 
 # ADLOOP_ATTRIBUTE: its input (the view attribution_events) and its output.
 ATTRIBUTION_EVENTS_COLUMNS = """pair_key STRING, campaign_id STRING, event_time TIMESTAMP_LTZ(3),

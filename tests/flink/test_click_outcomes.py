@@ -4,7 +4,7 @@ which click counts for an impression, and that every impression gets exactly one
 from __future__ import annotations
 
 from attribution.config import AttributionConfig, RewardConfig
-from sql import attribution, ingest
+from sql import attribution, ingest, schema
 
 T = 1_735_689_600_000
 MINUTE = 60_000
@@ -49,10 +49,10 @@ def test_each_impression_gets_one_outcome_with_its_first_counted_click(t_env, tm
   WATERMARK FOR event_time AS event_time - INTERVAL '{BOUND_MS // MINUTE}' MINUTE
 ) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv')""")
     # The columns click_events has in the job (sql/attribution.py), from the test input.
-    t_env.execute_sql("""CREATE TEMPORARY VIEW click_events AS
+    t_env.execute_sql(f"""CREATE TEMPORARY VIEW click_events AS
 SELECT impression_id, event_time, is_click, ts, CONCAT('user-', impression_id) AS user_id,
        'c1' AS campaign_id, 's1' AS segment, CAST(0.5 AS DOUBLE) AS win_price,
-       ARRAY[CAST(1.0 AS DOUBLE)] AS features, ARRAY[MAP['agent', 'bid', 'action', '1.0']] AS decisions
+       ARRAY[CAST(1.0 AS DOUBLE)] AS features, CAST(ARRAY[ROW('bid', '1.0', 0.5, 1)] AS {schema.DECISIONS_TYPE}) AS decisions
 FROM click_input WHERE is_click IS NOT NULL""")
     (outcomes_view,) = [
         s

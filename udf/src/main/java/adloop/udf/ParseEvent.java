@@ -20,7 +20,6 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.json.Json
 import org.apache.flink.table.api.DataTypes;
 import org.apache.flink.table.catalog.DataTypeFactory;
 import org.apache.flink.table.data.GenericArrayData;
-import org.apache.flink.table.data.GenericMapData;
 import org.apache.flink.table.data.GenericRowData;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.data.StringData;
@@ -35,11 +34,11 @@ import org.apache.flink.table.types.inference.TypeInference;
  *
  * <p>Returns a row typed from the rules (a literal): {@code reason}, {@code schema_version} and one
  * field per rule field, in rule order: STRING, BIGINT (integer) or DOUBLE (number) for a scalar,
- * {@code ARRAY<DOUBLE>} for an array of numbers, {@code ARRAY<MAP<STRING, STRING>>} for an array of
- * objects (their fields as canonical strings). {@code reason} is NULL for a valid payload and a DLQ
- * reason code otherwise (the other fields are then NULL). The row is built in Flink's internal
- * formats: with Java objects, and scalars as strings in maps that SQL looked up and cast back,
- * converting them was a fifth of the impressions' source task. One parse per record instead of
+ * {@code ARRAY<DOUBLE>} for an array of numbers, {@code ARRAY<ROW<...>>} for an array of objects
+ * (a ROW of the element's rule fields, typed the same way). {@code reason} is NULL for a valid
+ * payload and a DLQ reason code otherwise (the other fields are then NULL). The row is built in
+ * Flink's internal formats: with Java objects, converting them was a fifth of the impressions'
+ * source task; typed elements spare the string maps that SQL looked up and cast back. One parse per record instead of
  * one per JSON path is what keeps validation off the job's critical path.
  */
 public class ParseEvent extends ScalarFunction {
@@ -126,7 +125,7 @@ public class ParseEvent extends ScalarFunction {
             }
             String reason = field.type.equals("array")
                     ? checkArray(field, value, parsed)
-                    : checkScalar(field, field.name, value, parsed, false);
+                    : checkScalar(field, field.name, value, parsed);
             if (reason != null) {
                 return spec.rejected(reason);
             }
@@ -153,10 +152,9 @@ public class ParseEvent extends ScalarFunction {
 
     /**
      * A scalar field's reason code, or NULL after putting its value in {@code out[0]}: StringData,
-     * Long or Double, or (with {@code canonical}) its canonical string as StringData.
+     * Long or Double.
      */
-    private static String checkScalar(
-            Rules.Field field, String path, JsonNode value, Object[] out, boolean canonical) {
+    private static String checkScalar(Rules.Field field, String path, JsonNode value, Object[] out) {
         Object parsed;
         switch (field.type) {
             case "string":
@@ -183,7 +181,7 @@ public class ParseEvent extends ScalarFunction {
                     return "wrong_type:" + path;
                 }
                 long whole = value.longValue();
-                parsed = canonical ? StringData.fromString(Long.toString(whole)) : (Object) whole;
+                parsed = whole;
                 break;
             case "number":
                 if (!value.isNumber()) {
@@ -193,7 +191,7 @@ public class ParseEvent extends ScalarFunction {
                 if (!Double.isFinite(x)) {
                     return "non_finite_number"; // e.g. 1e400, which Jackson reads as Infinity
                 }
-                parsed = canonical ? StringData.fromString(Double.toString(x)) : (Object) x;
+                parsed = x;
                 break;
             default:
                 throw new IllegalArgumentException("ADLOOP_PARSE: unsupported type " + field.type + " of " + path);
@@ -270,38 +268,35 @@ public class ParseEvent extends ScalarFunction {
                 }
             }
         }
-        List<Map<StringData, StringData>> elements = new ArrayList<>(value.size());
-        for (int i = 0; i < value.size(); i++) {
-            elements.add(new HashMap<>());
+        GenericRowData[] elements = new GenericRowData[value.size()];
+        for (int i = 0; i < elements.length; i++) {
+            elements[i] = new GenericRowData(field.fields.size());
         }
         Object[] parsed = new Object[1];
-        for (Rules.Field sub : field.fields) {
-            for (int i = 0; i < elements.size(); i++) {
+        for (int f = 0; f < field.fields.size(); f++) {
+            Rules.Field sub = field.fields.get(f);
+            for (int i = 0; i < elements.length; i++) {
                 JsonNode v = value.get(i).get(sub.name);
                 if (v == null || v.isNull()) {
                     continue;
                 }
-                String reason = checkScalar(sub, path + "." + sub.name, v, parsed, true);
+                String reason = checkScalar(sub, path + "." + sub.name, v, parsed);
                 if (reason != null) {
                     return reason;
                 }
-                elements.get(i).put(sub.key, (StringData) parsed[0]);
+                elements[i].setField(f, parsed[0]);
             }
         }
-        if (field.uniqueBy != null) {
-            Set<StringData> seen = new HashSet<>();
-            for (Map<StringData, StringData> element : elements) {
-                StringData key = element.get(field.uniqueBy);
+        if (field.uniqueBy >= 0) {
+            Set<Object> seen = new HashSet<>();
+            for (GenericRowData element : elements) {
+                Object key = element.getField(field.uniqueBy);
                 if (key != null && !seen.add(key)) {
-                    return "duplicate_" + field.uniqueBy + ":" + path;
+                    return "duplicate_" + field.fields.get(field.uniqueBy).name + ":" + path;
                 }
             }
         }
-        GenericMapData[] maps = new GenericMapData[elements.size()];
-        for (int i = 0; i < maps.length; i++) {
-            maps[i] = new GenericMapData(elements.get(i));
-        }
-        out[0] = new GenericArrayData(maps);
+        out[0] = new GenericArrayData(elements);
         return null;
     }
 
@@ -337,8 +332,6 @@ public class ParseEvent extends ScalarFunction {
 
         static final class Field {
             String name;
-            /** The name as a map key of an object array's element. */
-            StringData key;
             String type;
             boolean required;
             int minLength;
@@ -353,8 +346,8 @@ public class ParseEvent extends ScalarFunction {
             /** An array's exact length and its most elements (-1: any). */
             int length;
             int maxItems;
-            /** An object array's field whose value no two elements may share. */
-            StringData uniqueBy;
+            /** The position of an object array's field whose value no two elements may share (-1: none). */
+            int uniqueBy = -1;
             final List<Field> fields = new ArrayList<>();
 
             DataType dataType() {
@@ -366,9 +359,14 @@ public class ParseEvent extends ScalarFunction {
                     case "number":
                         return DataTypes.DOUBLE();
                     case "array":
-                        return items.equals("number")
-                                ? DataTypes.ARRAY(DataTypes.DOUBLE())
-                                : DataTypes.ARRAY(DataTypes.MAP(DataTypes.STRING(), DataTypes.STRING()));
+                        if (items.equals("number")) {
+                            return DataTypes.ARRAY(DataTypes.DOUBLE());
+                        }
+                        List<DataTypes.Field> element = new ArrayList<>();
+                        for (Field sub : fields) {
+                            element.add(DataTypes.FIELD(sub.name, sub.dataType()));
+                        }
+                        return DataTypes.ARRAY(DataTypes.ROW(element));
                     default:
                         throw new IllegalArgumentException("ADLOOP_PARSE: unsupported type " + type + " of " + name);
                 }
@@ -391,7 +389,6 @@ public class ParseEvent extends ScalarFunction {
         private static Field field(JsonNode node) {
             Field f = new Field();
             f.name = node.get("name").textValue();
-            f.key = StringData.fromString(f.name);
             f.type = node.get("type").textValue();
             f.required = node.path("required").asBoolean(false);
             f.minLength = node.path("min_length").asInt(0);
@@ -410,8 +407,18 @@ public class ParseEvent extends ScalarFunction {
             f.length = node.path("length").asInt(-1);
             f.maxItems = node.path("max_items").asInt(-1);
             f.pattern = node.has("pattern") ? Pattern.compile(node.get("pattern").textValue()) : null;
-            f.uniqueBy = node.has("unique_by") ? StringData.fromString(node.get("unique_by").textValue()) : null;
             node.path("fields").forEach(sub -> f.fields.add(field(sub)));
+            if (node.has("unique_by")) {
+                String unique = node.get("unique_by").textValue();
+                for (int i = 0; i < f.fields.size(); i++) {
+                    if (f.fields.get(i).name.equals(unique)) {
+                        f.uniqueBy = i;
+                    }
+                }
+                if (f.uniqueBy < 0) {
+                    throw new IllegalArgumentException("unique_by names no field of " + f.name + ": " + unique);
+                }
+            }
             return f;
         }
 

@@ -5,10 +5,10 @@ public final class Schemas {
     private Schemas() {}
 
     public static final String CLICK_EVENTS =
-            "ROW<impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>>";
+            "ROW<impression_id STRING, event_time TIMESTAMP_LTZ(3), is_click INT, ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>, decisions ARRAY<ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>>>";
 
     public static final String CLICK_OUTCOME =
-            "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>, decisions ARRAY<MAP<STRING, STRING>>, click_ts BIGINT>";
+            "ROW<ts BIGINT, user_id STRING, campaign_id STRING, segment STRING, win_price DOUBLE, features ARRAY<DOUBLE>, decisions ARRAY<ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>>, click_ts BIGINT>";
 
     public static final String ATTRIBUTION_EVENTS =
             "ROW<pair_key STRING, campaign_id STRING, event_time TIMESTAMP_LTZ(3), conversion_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, ts BIGINT, is_click INT, imp_payload BYTES, conv_value DOUBLE>";

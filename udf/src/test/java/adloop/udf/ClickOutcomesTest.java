@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 
 import java.time.Instant;
 import java.util.List;
-import java.util.Map;
 import java.util.stream.Collectors;
 
 import org.apache.flink.types.Row;
@@ -25,9 +24,8 @@ class ClickOutcomesTest {
         return new PtfHarness(Schemas.CLICK_EVENTS, "event_time", delayMs);
     }
 
-    @SuppressWarnings("unchecked")
     private static void impression(PtfHarness h, String id, long t) {
-        Map<String, String>[] decisions = new Map[] {Map.of("agent", "creative", "action", "a1")};
+        Row[] decisions = new Row[] {Row.of("creative", "a1", 0.5, 3L)};
         h.add(t, id, 0, t, "u-" + id, "c1", "s1", 0.25, new Double[] {1.0, -2.0}, decisions);
     }
 
@@ -96,6 +94,6 @@ class ClickOutcomesTest {
         assertEquals("u-plain", row.getField("user_id"));
         assertArrayEquals(new Double[] {1.0, -2.0}, (Double[]) row.getField("features"));
         Object[] decisions = (Object[]) row.getField("decisions");
-        assertEquals(Map.of("agent", "creative", "action", "a1"), decisions[0]);
+        assertEquals(Row.of("creative", "a1", 0.5, 3L), decisions[0]);
     }
 }

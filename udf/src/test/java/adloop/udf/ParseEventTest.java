@@ -9,7 +9,6 @@ import java.util.Map;
 import java.util.stream.Collectors;
 
 import org.apache.flink.table.data.ArrayData;
-import org.apache.flink.table.data.MapData;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.data.StringData;
 import org.junit.jupiter.api.Test;
@@ -73,20 +72,19 @@ class ParseEventTest {
         assertEquals(2.5, row.getDouble(5));
         assertArrayEquals(new double[] {1.0, 2.0}, row.getArray(6).toDoubleArray());
         ArrayData decisions = row.getArray(7);
-        MapData decision = decisions.getMap(0);
         assertEquals(1, decisions.size());
-        assertEquals(2, decision.size());
-        assertEquals("x", decision.valueArray().getString(indexOf(decision, "agent")).toString());
-        assertEquals("0.5", decision.valueArray().getString(indexOf(decision, "propensity")).toString());
+        RowData decision = decisions.getRow(0, 2);
+        assertEquals(2, decision.getArity());
+        assertEquals("x", decision.getString(0).toString());
+        assertEquals(0.5, decision.getDouble(1));
     }
 
-    private static int indexOf(MapData map, String key) {
-        for (int i = 0; i < map.size(); i++) {
-            if (map.keyArray().getString(i).toString().equals(key)) {
-                return i;
-            }
-        }
-        throw new AssertionError("no key " + key);
+    @Test
+    void objectElementsAreTypedRowsOfTheirRuleFields() {
+        ParseEvent.Rules rules = ParseEvent.Rules.parse(RULES);
+        assertEquals(
+                "ARRAY<ROW<`agent` STRING, `propensity` DOUBLE>>",
+                rules.outputType().getChildren().get(7).toString());
     }
 
     @ParameterizedTest(name = "{1}")
