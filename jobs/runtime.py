@@ -23,8 +23,13 @@ FLINK_CONF = ROOT / "flink-conf" / "config.yaml"
 LOG4J = ROOT / "flink-conf" / "log4j.properties"
 
 
+def work_dir() -> Path:
+    """The project's work directory: ``ADLOOP_WORK_DIR``, default ``.work`` in the project."""
+    return Path(os.environ.get("ADLOOP_WORK_DIR", ROOT / ".work")).resolve()
+
+
 def jar_dir() -> Path:
-    return Path(os.environ.get("ADLOOP_WORK_DIR", ROOT / ".work")) / "jars" / "flink"
+    return work_dir() / "jars" / "flink"
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -80,19 +85,35 @@ def flink_configuration(overrides: dict[str, str] | None = None) -> Configuratio
     flat_conf = flatten(yaml.safe_load(FLINK_CONF.read_text()))
     local_jvm_args(flat_conf, os.environ)  # before Configuration(), which starts the JVM
     conf = Configuration()
-    for key, value in flat_conf.items():
-        conf.set_string(key, value)
-    conf.set_string("pipeline.jars", ";".join(connector_jars()))
     # Python workers must run in this interpreter, which has the project and its dependencies.
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.client.executable", sys.executable)
-    for key, value in changelog_with_checkpoints(overrides or {}).items():
+    flat_conf |= {"python.executable": sys.executable, "python.client.executable": sys.executable}
+    flat_conf["pipeline.jars"] = ";".join(connector_jars())
+    settings = storage_dirs({**flat_conf, **changelog_with_checkpoints(overrides or {})}, work_dir())
+    for key, value in settings.items():
         conf.set_string(key, value)
     return conf
 
 
 CHECKPOINT_DIR = "execution.checkpointing.dir"
+SAVEPOINT_DIR = "execution.checkpointing.savepoint-dir"
 CHANGELOG_DIR = "state.changelog.dstl.dfs.base-path"
+
+
+def storage_dirs(conf: dict[str, str], work: Path) -> dict[str, str]:
+    """``conf`` with the checkpoint, savepoint and state-changelog directories it leaves unset:
+    under the work directory, the changelog next to the checkpoints.
+
+    >>> dirs = storage_dirs({}, Path("/w"))
+    >>> dirs[CHECKPOINT_DIR], dirs[SAVEPOINT_DIR], dirs[CHANGELOG_DIR]
+    ('file:///w/checkpoints', 'file:///w/savepoints', 'file:///w/checkpoints/changelog')
+    >>> storage_dirs({CHECKPOINT_DIR: "s3://b/cp"}, Path("/w"))[CHANGELOG_DIR]
+    's3://b/cp/changelog'
+    """
+    out = dict(conf)
+    out.setdefault(CHECKPOINT_DIR, (work / "checkpoints").as_uri())
+    out.setdefault(SAVEPOINT_DIR, (work / "savepoints").as_uri())
+    out.setdefault(CHANGELOG_DIR, out[CHECKPOINT_DIR].rstrip("/") + "/changelog")
+    return out
 
 
 def changelog_with_checkpoints(overrides: dict[str, str]) -> dict[str, str]:

@@ -220,6 +220,76 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+class KafkaBroker:
+    """One KRaft broker (broker and controller in one process) on loopback, its data and logs under
+    ``home``. It can be killed with SIGKILL and started again on the same ports and data, as a
+    fault trial does. ``start(watch_ttl_s=...)`` also starts a watchdog that ends this start's
+    process after that many seconds or once ``owner_pid`` exits."""
+
+    def __init__(
+        self,
+        home: Path,
+        port: int | None = None,
+        controller_port: int | None = None,
+        *,
+        data: Path | None = None,
+        owner_pid: int | None = None,
+    ) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.controller_port = controller_port or free_port()
+        self.data = data or home / "kafka-data"
+        self.owner_pid = owner_pid
+        self.process: subprocess.Popen | None = None
+        self._jvm: list[str] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def format(self) -> None:
+        """Write the broker's config and format its storage (once, before the first start)."""
+        self.data.mkdir(parents=True, exist_ok=True)
+        props = self.home / "server.properties"
+        props.write_text(_kafka_properties(self.data, self.port, self.controller_port))
+        log4j = self.home / "log4j2.properties"
+        _log4j2(log4j, self.home / "kafka.log")
+        classpath = _kafka_classpath(work_dir() / "jars" / "kafka")
+        self._jvm = [_java(), "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+        fmt = subprocess.run(
+            [*self._jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if fmt.returncode != 0:
+            last = (fmt.stderr or fmt.stdout).strip().splitlines()[-1:]
+            raise ServiceError(f"Kafka storage format failed: {' '.join(last)}")
+
+    def start(self, *, watch_ttl_s: float | None = None) -> subprocess.Popen:
+        """Start the broker and wait until it answers; returns its process."""
+        if not self._jvm:
+            raise ServiceError("KafkaBroker.start: format() first")
+        props = self.home / "server.properties"
+        self.process = _spawn([*self._jvm, "kafka.Kafka", str(props)], self.home / "kafka.out")
+        log = self.home / "kafka.log"
+        _wait(lambda: _kafka_ready(self.bootstrap), f"Kafka on {self.bootstrap}", self.process, log)
+        if watch_ttl_s is not None:
+            _start_watchdog(watch_ttl_s, self.owner_pid, [self.process.pid])
+        return self.process
+
+    def kill(self) -> None:
+        """SIGKILL the broker and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process.pid)
+            self.process.poll()
+
+
 def start(ttl_s: float, owner_pid: int | None) -> Services:
     wd = work_dir()
     home = wd / "services"
@@ -232,8 +302,9 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
                 f"redis {running.redis_url}): run stop first"
             )
         existing.unlink()
-    java = _java()
-    classpath = _kafka_classpath(wd / "jars" / "kafka")
+    # Missing programs fail here, before anything starts.
+    _java()
+    _kafka_classpath(wd / "jars" / "kafka")
     redis_exe = _redis_server()
 
     kafka_port = port_from_env("ADLOOP_KAFKA_PORT")
@@ -272,48 +343,15 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
     try:
         _wait(lambda: _redis_ping(redis_port), f"Redis on 127.0.0.1:{redis_port}", redis, redis_log)
 
-        props = home / "server.properties"
-        props.write_text(_kafka_properties(home / "kafka-data", kafka_port, controller_port))
-        log4j = home / "log4j2.properties"
-        kafka_log = home / "kafka.log"
-        _log4j2(log4j, kafka_log)
-        jvm = [java, "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
-        cluster_id = _cluster_id()
-        fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if fmt.returncode != 0:
-            last = (fmt.stderr or fmt.stdout).strip().splitlines()[-1:]
-            raise ServiceError(f"Kafka storage format failed: {' '.join(last)}")
-        kafka = _spawn([*jvm, "kafka.Kafka", str(props)], home / "kafka.out")
-        bootstrap = f"127.0.0.1:{kafka_port}"
-        _wait(lambda: _kafka_ready(bootstrap), f"Kafka on {bootstrap}", kafka, kafka_log)
+        broker = KafkaBroker(home, kafka_port, controller_port, data=home / "kafka-data")
+        broker.format()
+        kafka = broker.start()
+        bootstrap = broker.bootstrap
     except BaseException:
         redis.kill()
         raise
 
-    watchdog = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scripts.services",
-            "_watchdog",
-            "--ttl",
-            str(ttl_s),
-            "--owner-pid",
-            str(owner_pid or 0),
-            "--pids",
-            str(kafka.pid),
-            str(redis.pid),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    watchdog = _start_watchdog(ttl_s, owner_pid, [kafka.pid, redis.pid])
     services = Services(
         bootstrap, f"redis://127.0.0.1:{redis_port}/0", kafka.pid, redis.pid, watchdog.pid, str(wd)
     )
@@ -355,6 +393,28 @@ def _terminate(pid: int, grace_s: float = 15.0) -> bool:
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     return True
+
+
+def _start_watchdog(ttl_s: float, owner_pid: int | None, pids: list[int]) -> subprocess.Popen:
+    """A detached process that ends ``pids`` after ``ttl_s`` seconds or once ``owner_pid`` exits."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scripts.services",
+            "_watchdog",
+            "--ttl",
+            str(ttl_s),
+            "--owner-pid",
+            str(owner_pid or 0),
+            "--pids",
+            *map(str, pids),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _watchdog(ttl_s: float, owner_pid: int, pids: list[int]) -> None:
