@@ -58,10 +58,18 @@ class AttributionConfig:
     half_life_ms: int = 7 * DAY_MS  # time-decay: a touch's weight halves every half-life
     click_boost: float = 2.0  # time-decay: weight multiplier of a click touch over a view touch
     model: str = "time_decay"
+    # A (user, campaign) keeps its most recent touches up to this many; a conversion counts them.
+    max_touches: int = 1_000
+    # Clicks kept for an impression that has not come yet (the first to arrive).
+    max_early_clicks: int = 16
 
     def __post_init__(self) -> None:
         for key in ("click_window_ms", "lookback_ms", "half_life_ms"):
             _positive_int(f"attribution.{key}", getattr(self, key))
+        for key in ("max_touches", "max_early_clicks"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
+                _bad(f"attribution.{key}", "an integer in 1..1000000", value)
         if not _is_number(self.click_boost) or self.click_boost <= 0:
             _bad("attribution.click_boost", "a finite number > 0", self.click_boost)
         if self.model not in MODELS:
@@ -84,7 +92,8 @@ class AttributionConfig:
             if key == "model":
                 values[key] = raw
             else:
-                values[key] = _parse_number(f"attribution.{key}", raw, integer=key.endswith("_ms"))
+                integer = key.endswith("_ms") or key.startswith("max_")
+                values[key] = _parse_number(f"attribution.{key}", raw, integer=integer)
         return cls(**values)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from attribution.config import AGENTS, AttributionConfig, RewardConfig
 from contract import events
 from sql import schema
-from sql.ingest import parse_expression
 
 
 def _reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str) -> str:
@@ -46,7 +45,6 @@ _PAIR_KEY = "CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign
 
 
 def view_statements(cfg: AttributionConfig, rewards: RewardConfig) -> list[str]:
-    parsed_payload = parse_expression(events.IMPRESSIONS, "CAST(imp_payload AS STRING)")
     statements = [
         # Impressions and clicks in one stream, for ADLOOP_CLICK_OUTCOMES (udf/, a process table function).
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
@@ -66,6 +64,7 @@ SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, de
 FROM ADLOOP_CLICK_OUTCOMES(
   TABLE click_events PARTITION BY impression_id,
   CAST({cfg.click_window_ms} AS BIGINT),  -- click_window_ms
+  CAST({cfg.max_early_clicks} AS INT),  -- max_early_clicks
   DESCRIPTOR(event_time)  -- on_time
 )""",
         # (decision_id, agent, ..., kind='initial', click, cost, reward, reward_time): one row per
@@ -82,49 +81,46 @@ FROM (
          COALESCE(click_ts, ts + {cfg.click_window_ms}) AS reward_ts
   FROM impression_outcomes o CROSS JOIN UNNEST(o.decisions) AS d ({_DECISION_FIELDS})
 )""",
-        # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, imp_payload):
-        # a view touch per impression, a click touch per counted click. View touches come straight
-        # from the impressions: an unclicked impression leaves the click function only when the
-        # watermark passes its window end, too late for a conversion inside that window. Only the
-        # view touch carries the impression's payload (ADLOOP_ATTRIBUTE finds it there for the
-        # click), so the click function's state, one row per impression in its window, stays small.
-        # The payload travels as its UTF-8 bytes: ADLOOP_ATTRIBUTE keeps it as it is, where a STRING
-        # was decoded into a Java string and encoded again for every touch it stored.
+        # (impression_id, user_id, campaign_id, imp_ts, touch_ts, touch_time, is_click, features,
+        # decisions): a view touch per impression, a click touch per counted click, each with what
+        # its impression's delayed reward rows need (ADLOOP_ATTRIBUTE keeps it, typed, and no
+        # payload). View touches come straight from the impressions: an unclicked impression
+        # leaves the click function only when the watermark passes its window end, too late for a
+        # conversion inside that window.
         """CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, CAST(payload AS BYTES) AS imp_payload
+       0 AS is_click, features, decisions
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS BYTES) AS imp_payload
+       outcome_time AS touch_time, 1 AS is_click, features, decisions
 FROM impression_outcomes WHERE click_ts IS NOT NULL""",
         # Touches and conversions in one stream, for ADLOOP_ATTRIBUTE (udf/, a process table function).
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
 SELECT {_PAIR_KEY} AS pair_key, campaign_id, touch_time AS event_time,
        CAST(NULL AS STRING) AS conversion_id, impression_id, segment, imp_ts, touch_ts AS ts, is_click,
-       imp_payload, CAST(NULL AS DOUBLE) AS conv_value
+       features, decisions, CAST(NULL AS DOUBLE) AS conv_value
 FROM touches
 UNION ALL
 SELECT {_PAIR_KEY}, campaign_id, rowtime, conversion_id, CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS BYTES), `value`
+       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS ARRAY<DOUBLE>),
+       CAST(NULL AS {schema.DECISIONS_TYPE}), `value`
 FROM ontime_conversions""",
         # (conversion, impression, credit): a conversion's value shared over its touches in the
         # lookback once the watermark reaches it; a view and a click of one impression summed.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
-SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit,
-       rowtime AS credit_time
+SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, features, decisions,
+       credit, rowtime AS credit_time
 FROM ADLOOP_ATTRIBUTE(
   TABLE attribution_events PARTITION BY pair_key,
   CAST({cfg.lookback_ms} AS BIGINT),  -- lookback_ms
   CAST({cfg.half_life_ms} AS BIGINT),  -- half_life_ms
   CAST({cfg.click_boost!r} AS DOUBLE),  -- click_boost
   {"TRUE" if cfg.model == "last_touch" else "FALSE"},  -- last_touch
+  CAST({cfg.max_touches} AS INT),  -- max_touches
   DESCRIPTOR(event_time)  -- on_time
 )""",
         # (decision_id, agent, ..., kind='delayed', credit, reward): one row per decision.
-        # Decisions and features are re-read from the impression's payload (one parse per
-        # attributed impression, a rare row): the attribution state keeps a touch's payload as
-        # one string rather than its nested arrays.
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
@@ -132,9 +128,8 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
-  SELECT c.*, d.*, c.parsed.features AS features
-  FROM (SELECT *, {parsed_payload} AS parsed FROM impression_credits) c
-  CROSS JOIN UNNEST(c.parsed.decisions) AS d ({_DECISION_FIELDS})
+  SELECT c.*, d.*
+  FROM impression_credits c CROSS JOIN UNNEST(c.decisions) AS d ({_DECISION_FIELDS})
 )""",
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS
 SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards""",

@@ -278,6 +278,7 @@ SELECT impression_id, ts, user_id, campaign_id, segment, win_price, features, de
 FROM ADLOOP_CLICK_OUTCOMES(
   TABLE click_events PARTITION BY impression_id,
   CAST(3600000 AS BIGINT),  -- click_window_ms
+  CAST(16 AS INT),  -- max_early_clicks
   DESCRIPTOR(event_time)  -- on_time
 );
 
@@ -296,32 +297,34 @@ FROM (
 
 CREATE TEMPORARY VIEW IF NOT EXISTS touches AS
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, ts AS touch_ts, rowtime AS touch_time,
-       0 AS is_click, CAST(payload AS BYTES) AS imp_payload
+       0 AS is_click, features, decisions
 FROM ontime_impressions
 UNION ALL
 SELECT impression_id, user_id, campaign_id, segment, ts AS imp_ts, click_ts AS touch_ts,
-       outcome_time AS touch_time, 1 AS is_click, CAST(NULL AS BYTES) AS imp_payload
+       outcome_time AS touch_time, 1 AS is_click, features, decisions
 FROM impression_outcomes WHERE click_ts IS NOT NULL;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS attribution_events AS
 SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id) AS pair_key, campaign_id, touch_time AS event_time,
        CAST(NULL AS STRING) AS conversion_id, impression_id, segment, imp_ts, touch_ts AS ts, is_click,
-       imp_payload, CAST(NULL AS DOUBLE) AS conv_value
+       features, decisions, CAST(NULL AS DOUBLE) AS conv_value
 FROM touches
 UNION ALL
 SELECT CONCAT(CAST(CHAR_LENGTH(user_id) AS STRING), ':', user_id, campaign_id), campaign_id, rowtime, conversion_id, CAST(NULL AS STRING), CAST(NULL AS STRING),
-       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS BYTES), `value`
+       CAST(NULL AS BIGINT), ts, CAST(NULL AS INT), CAST(NULL AS ARRAY<DOUBLE>),
+       CAST(NULL AS ARRAY<ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>>), `value`
 FROM ontime_conversions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS impression_credits AS
-SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, imp_payload, credit,
-       rowtime AS credit_time
+SELECT conversion_id, impression_id, conv_ts, conv_value, campaign_id, segment, imp_ts, features, decisions,
+       credit, rowtime AS credit_time
 FROM ADLOOP_ATTRIBUTE(
   TABLE attribution_events PARTITION BY pair_key,
   CAST(2592000000 AS BIGINT),  -- lookback_ms
   CAST(604800000 AS BIGINT),  -- half_life_ms
   CAST(2.0 AS DOUBLE),  -- click_boost
   FALSE,  -- last_touch
+  CAST(1000 AS INT),  -- max_touches
   DESCRIPTOR(event_time)  -- on_time
 );
 
@@ -332,9 +335,8 @@ SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, c
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
-  SELECT c.*, d.*, c.parsed.features AS features
-  FROM (SELECT *, ADLOOP_PARSE(CAST(imp_payload AS STRING), '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM impression_credits) c
-  CROSS JOIN UNNEST(c.parsed.decisions) AS d (agent, action, propensity, policy_version)
+  SELECT c.*, d.*
+  FROM impression_credits c CROSS JOIN UNNEST(c.decisions) AS d (agent, action, propensity, policy_version)
 );
 
 CREATE TEMPORARY VIEW IF NOT EXISTS rewards AS

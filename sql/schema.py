@@ -50,12 +50,17 @@ CLICK_EVENTS_COLUMNS = f"""impression_id STRING, event_time TIMESTAMP_LTZ(3), is
 CLICK_OUTCOME_COLUMNS = f"""ts BIGINT, user_id STRING, campaign_id STRING, segment STRING,
   win_price DOUBLE, features ARRAY<DOUBLE>, decisions {DECISIONS_TYPE}, click_ts BIGINT"""
 
-# ADLOOP_ATTRIBUTE: its input (the view attribution_events) and its output.
-ATTRIBUTION_EVENTS_COLUMNS = """pair_key STRING, campaign_id STRING, event_time TIMESTAMP_LTZ(3),
+# ADLOOP_ATTRIBUTE: its input (the view attribution_events), a touch as it keeps it in state, and
+# its output. A touch carries what the delayed reward rows of its impression need, typed, and no
+# payload.
+ATTRIBUTION_EVENTS_COLUMNS = f"""pair_key STRING, campaign_id STRING, event_time TIMESTAMP_LTZ(3),
   conversion_id STRING, impression_id STRING, segment STRING, imp_ts BIGINT, ts BIGINT, is_click INT,
-  imp_payload BYTES, conv_value DOUBLE"""
-CREDIT_COLUMNS = """conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING,
-  imp_ts BIGINT, conv_ts BIGINT, conv_value DOUBLE, credit DOUBLE, imp_payload BYTES"""
+  features ARRAY<DOUBLE>, decisions {DECISIONS_TYPE}, conv_value DOUBLE"""
+TOUCH_FIELDS = f"""impression_id STRING, segment STRING, imp_ts BIGINT, touch_ts BIGINT, is_click INT,
+  features ARRAY<DOUBLE>, decisions {DECISIONS_TYPE}"""
+CREDIT_COLUMNS = f"""conversion_id STRING, campaign_id STRING, impression_id STRING, segment STRING,
+  imp_ts BIGINT, conv_ts BIGINT, conv_value DOUBLE, credit DOUBLE, features ARRAY<DOUBLE>,
+  decisions {DECISIONS_TYPE}"""
 
 
 def columns(spec: str) -> dict[str, str]:
@@ -89,6 +94,7 @@ JAVA_CONSTANTS = {
     "CLICK_EVENTS": row_type(CLICK_EVENTS_COLUMNS),
     "CLICK_OUTCOME": row_type(CLICK_OUTCOME_COLUMNS),
     "ATTRIBUTION_EVENTS": row_type(ATTRIBUTION_EVENTS_COLUMNS),
+    "TOUCHES": f"ARRAY<{row_type(TOUCH_FIELDS)}>",
     "CREDIT": row_type(CREDIT_COLUMNS),
     "ARMS": f"ARRAY<{row_type(ARM_FIELDS)}>",
 }

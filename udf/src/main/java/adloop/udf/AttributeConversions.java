@@ -1,16 +1,20 @@
 package adloop.udf;
 
 import java.util.ArrayList;
-import java.util.HashMap;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
+import org.apache.flink.metrics.Counter;
 import org.apache.flink.table.annotation.ArgumentHint;
 import org.apache.flink.table.annotation.ArgumentTrait;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.StateHint;
 import org.apache.flink.table.api.dataview.ListView;
+import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ProcessTableFunction;
 import org.apache.flink.types.Row;
 
@@ -32,9 +36,10 @@ import org.apache.flink.types.Row;
  * a lookback after the conversion. Here the output is timed at the conversion and the watermark
  * passes through undelayed.
  *
- * <p>Only view touches carry the impression's payload (its UTF-8 bytes, for the delayed reward
- * rows); a click touch has NULL and its credit row takes the payload of its impression's view
- * touch, which every counted click has (both come from the same on-time impression).
+ * <p>A touch is kept compactly ({@link Schemas#TOUCHES}): its times, the click flag, and what the
+ * delayed reward rows of its impression need, typed (the features and the decisions, each with its
+ * agent, action, propensity and policy version); never the raw payload. A credit row carries the
+ * features and decisions of its touch.
  *
  * <p>State per (user, campaign): the touches of the last lookback and the conversions waiting for
  * the watermark. The model settings travel with each waiting conversion (timers get no call
@@ -42,6 +47,16 @@ import org.apache.flink.types.Row;
  * dropped when a new touch comes and the oldest is a quarter lookback past that (so the list is
  * rebuilt rarely). A partition that goes quiet is cleared by its expiry timer once the watermark
  * is a lookback past its latest touch.
+ *
+ * <p>At most {@code max_touches} touches count for a conversion: the most recent in its lookback,
+ * in last-touch order. A pair that has more (a bot, a hot user) keeps its most recent ones: once
+ * it holds a quarter more than the cap, the touches that can never be among the cap most recent
+ * again go, counted in the metric {@code adloop.attribution_touches_dropped}. A touch is one of
+ * those when {@code max_touches} touches later than it have times at or before the watermark:
+ * every conversion still to come or waiting is after the watermark, so those touches would all
+ * rank before it. What goes is thus decided by the data, whatever the arrival order, and a timer
+ * loads at most a cap and a quarter of touches up to the watermark (and those ahead of it, which
+ * the parse's future limit bounds).
  *
  * <p>The state has no TTL ({@link #NO_TTL}): the job's {@code table.exec.state.ttl} is the dedup TTL
  * (2 days of processing time by default), and applied here it dropped every touch that old, so
@@ -51,9 +66,15 @@ import org.apache.flink.types.Row;
 @DataTypeHint(Schemas.CREDIT)
 public class AttributeConversions extends ProcessTableFunction<Row> {
 
-    private static final String TOUCH_TYPE =
-            "ARRAY<ROW<impression_id STRING, segment STRING, imp_ts BIGINT, touch_ts BIGINT,"
-                    + " is_click INT, imp_payload BYTES>>";
+    private static final String TOUCH_TYPE = Schemas.TOUCHES;
+    // Positions in a touch row.
+    private static final int IMPRESSION_ID = 0;
+    private static final int SEGMENT = 1;
+    private static final int IMP_TS = 2;
+    private static final int TOUCH_TS = 3;
+    private static final int IS_CLICK = 4;
+    private static final int FEATURES = 5;
+    private static final int DECISIONS = 6;
     private static final String PENDING_TYPE =
             "ARRAY<ROW<conversion_id STRING, campaign_id STRING, conv_ts BIGINT, conv_value DOUBLE, lookback_ms BIGINT,"
                     + " half_life_ms BIGINT, click_boost DOUBLE, last_touch BOOLEAN>>";
@@ -73,11 +94,29 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         public Long expiryAt;
     }
 
+    /** The cap's bookkeeping (a state entry of its own, so the others keep their types). */
+    public static class TouchCap {
+        /** Touches held. NULL in a state restored from before the cap: counted at the next touch. */
+        public Long held;
+        /** The count at which the next pruning runs. */
+        public Long pruneAt;
+        /** The cap of the latest touch (timers get no call arguments). */
+        public Integer max;
+    }
+
+    private transient Counter dropped;
+
+    @Override
+    public void open(FunctionContext context) {
+        dropped = context.getMetricGroup().addGroup("adloop").counter("attribution_touches_dropped");
+    }
+
     public void eval(
             Context ctx,
             @StateHint(type = @DataTypeHint(TOUCH_TYPE), ttl = NO_TTL) ListView<Row> touches,
             @StateHint(type = @DataTypeHint(PENDING_TYPE), ttl = NO_TTL) ListView<Row> pending,
             @StateHint(ttl = NO_TTL) Touches meta,
+            @StateHint(ttl = NO_TTL) TouchCap cap,
             @ArgumentHint(
                             name = "input",
                             value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME})
@@ -85,7 +124,8 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             @ArgumentHint(name = "lookback_ms") Long lookbackMs,
             @ArgumentHint(name = "half_life_ms") Long halfLifeMs,
             @ArgumentHint(name = "click_boost") Double clickBoost,
-            @ArgumentHint(name = "last_touch") Boolean lastTouch)
+            @ArgumentHint(name = "last_touch") Boolean lastTouch,
+            @ArgumentHint(name = "max_touches") Integer maxTouches)
             throws Exception {
         TimeContext<Long> time = ctx.timeContext(Long.class);
         String conversionId = input.getFieldAs("conversion_id");
@@ -98,7 +138,8 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
                             input.getFieldAs("imp_ts"),
                             ts,
                             input.getFieldAs("is_click"),
-                            input.getFieldAs("imp_payload")));
+                            input.getFieldAs("features"),
+                            input.getFieldAs("decisions")));
             if (meta.oldest == null || ts < meta.oldest) {
                 meta.oldest = ts;
             }
@@ -114,8 +155,21 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             // Every conversion still to come or waiting is after the watermark, so it cannot reach
             // a touch older than watermark - lookback.
             Long watermark = time.currentWatermark();
-            if (watermark != null && meta.oldest < watermark - lookbackMs - lookbackMs / 4) {
-                dropOlderThan(touches, watermark - lookbackMs, meta);
+            if (cap.held == null) {
+                long held = 0;
+                for (Row ignored : touches.get()) {
+                    held++;
+                }
+                cap.held = held - 1; // less the one just added, counted below
+            }
+            cap.held++;
+            cap.max = maxTouches;
+            if (cap.pruneAt == null) {
+                cap.pruneAt = pruneThreshold(maxTouches, 0);
+            }
+            boolean old = watermark != null && meta.oldest < watermark - lookbackMs - lookbackMs / 4;
+            if (old || (watermark != null && cap.held >= cap.pruneAt)) {
+                prune(touches, watermark - lookbackMs, watermark, meta, cap);
             }
         } else {
             pending.add(
@@ -132,7 +186,8 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         }
     }
 
-    public void onTimer(OnTimerContext ctx, ListView<Row> touches, ListView<Row> pending, Touches meta)
+    public void onTimer(
+            OnTimerContext ctx, ListView<Row> touches, ListView<Row> pending, Touches meta, TouchCap cap)
             throws Exception {
         long now = ctx.timeContext(Long.class).time();
         List<Row> waiting = new ArrayList<>();
@@ -144,8 +199,9 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         if (!due.isEmpty()) { // the expiry timer usually finds no conversion due: no touch read then
             List<Row> all = new ArrayList<>();
             touches.get().forEach(all::add);
+            int max = cap.max == null ? Integer.MAX_VALUE : cap.max;
             for (Row conversion : due) {
-                attribute(conversion, all);
+                attribute(conversion, all, max);
             }
             pending.clear();
             if (!waiting.isEmpty()) {
@@ -153,7 +209,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             }
         }
         if (meta.expiryAt != null && now >= meta.expiryAt) {
-            expire(ctx, now, touches, meta, waiting.isEmpty());
+            expire(ctx, now, touches, meta, cap, waiting.isEmpty());
         }
     }
 
@@ -163,7 +219,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
      * otherwise the timer moves on to the latest touch's expiry.
      */
     private static void expire(
-            OnTimerContext ctx, long now, ListView<Row> touches, Touches meta, boolean nothingWaits)
+            OnTimerContext ctx, long now, ListView<Row> touches, Touches meta, TouchCap cap, boolean nothingWaits)
             throws Exception {
         long expiry = meta.latest + meta.lookbackMs;
         if (now < expiry) {
@@ -176,29 +232,48 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             meta.oldest = null;
             meta.latest = null;
             meta.expiryAt = null;
+            cap.held = 0L;
+            cap.pruneAt = null;
         }
     }
 
+    /** The count at which pruning runs again: a quarter above the cap, or above what is held. */
+    static long pruneThreshold(int max, long held) {
+        long base = Math.max(max, held);
+        return base + Math.max(1, base / 4);
+    }
+
     /**
-     * Drops the touches older than {@code bound}. A click touch has no payload of its own (its view
-     * touch carries it): a kept click whose view goes takes the view's payload.
+     * Drops the touches older than {@code bound}, and those that {@code cap.max} touches later than
+     * them at or before the watermark outrank for good.
      */
-    private static void dropOlderThan(ListView<Row> touches, long bound, Touches meta) throws Exception {
-        List<Row> kept = new ArrayList<>();
-        Map<String, byte[]> droppedPayloads = new HashMap<>();
-        Long oldest = null;
-        for (Row touch : touches.get()) {
-            long ts = touch.getFieldAs(3);
-            if (ts >= bound) {
-                kept.add(touch);
-                oldest = oldest == null ? ts : Math.min(oldest, ts);
-            } else if (touch.getField(5) != null) {
-                droppedPayloads.put(touch.getFieldAs(0), touch.getFieldAs(5));
+    private void prune(ListView<Row> touches, long bound, long watermark, Touches meta, TouchCap cap)
+            throws Exception {
+        List<Row> all = new ArrayList<>();
+        touches.get().forEach(all::add);
+        List<Row> settled = new ArrayList<>(); // in the lookback, at or before the watermark
+        for (Row touch : all) {
+            long ts = touch.getFieldAs(TOUCH_TS);
+            if (ts >= bound && ts <= watermark) {
+                settled.add(touch);
             }
         }
-        for (Row touch : kept) {
-            if (touch.getField(5) == null) {
-                touch.setField(5, droppedPayloads.get((String) touch.getFieldAs(0)));
+        int max = cap.max == null ? Integer.MAX_VALUE : cap.max;
+        Set<Row> outranked = Collections.newSetFromMap(new IdentityHashMap<>());
+        if (settled.size() > max) {
+            settled.sort((a, b) -> laterTouch(a, b) ? -1 : laterTouch(b, a) ? 1 : 0);
+            outranked.addAll(settled.subList(max, settled.size()));
+        }
+        List<Row> kept = new ArrayList<>();
+        Long oldest = null;
+        long beyondCap = 0;
+        for (Row touch : all) {
+            long ts = touch.getFieldAs(TOUCH_TS);
+            if (ts >= bound && !outranked.contains(touch)) {
+                kept.add(touch);
+                oldest = oldest == null ? ts : Math.min(oldest, ts);
+            } else if (ts >= bound) {
+                beyondCap++;
             }
         }
         touches.clear();
@@ -206,9 +281,14 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             touches.addAll(kept);
         }
         meta.oldest = oldest;
+        cap.held = (long) kept.size();
+        cap.pruneAt = pruneThreshold(max, kept.size());
+        if (dropped != null) {
+            dropped.inc(beyondCap);
+        }
     }
 
-    private void attribute(Row conversion, List<Row> touches) {
+    private void attribute(Row conversion, List<Row> touches, int maxTouches) {
         String conversionId = conversion.getFieldAs(0);
         String campaignId = conversion.getFieldAs(1);
         long convTs = conversion.getFieldAs(2);
@@ -219,18 +299,18 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         boolean lastTouch = conversion.getFieldAs(7);
 
         List<Row> window = new ArrayList<>();
-        Map<String, byte[]> payloads = new HashMap<>(); // impression_id -> payload (its view touch's)
         for (Row touch : touches) {
-            long ts = touch.getFieldAs(3);
+            long ts = touch.getFieldAs(TOUCH_TS);
             if (ts >= convTs - lookbackMs && ts <= convTs) {
                 window.add(touch);
-            }
-            if (touch.getField(5) != null) {
-                payloads.putIfAbsent(touch.getFieldAs(0), touch.getFieldAs(5));
             }
         }
         if (window.isEmpty()) {
             return;
+        }
+        if (window.size() > maxTouches) { // the most recent count; the order is a function of the data
+            window.sort((a, b) -> laterTouch(a, b) ? -1 : laterTouch(b, a) ? 1 : 0);
+            window = new ArrayList<>(window.subList(0, maxTouches));
         }
         // impression_id -> [touch row, credit], in first-touch order
         Map<String, Object[]> credits = new LinkedHashMap<>();
@@ -241,22 +321,22 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
                     last = touch;
                 }
             }
-            credits.put(last.getFieldAs(0), new Object[] {last, value});
+            credits.put(last.getFieldAs(IMPRESSION_ID), new Object[] {last, value});
         } else {
             long[] ages = new long[window.size()];
             boolean[] clicks = new boolean[window.size()];
             for (int i = 0; i < ages.length; i++) {
                 Row touch = window.get(i);
-                ages[i] = convTs - (long) touch.getFieldAs(3);
-                clicks[i] = (int) touch.getFieldAs(4) == 1;
+                ages[i] = convTs - (long) touch.getFieldAs(TOUCH_TS);
+                clicks[i] = (int) touch.getFieldAs(IS_CLICK) == 1;
             }
             double[] shares = DecayCredits.credits(value, ages, clicks, halfLifeMs, clickBoost);
             for (int i = 0; i < shares.length; i++) {
                 Row touch = window.get(i);
                 double credit = shares[i];
-                Object[] entry = credits.get((String) touch.getFieldAs(0));
+                Object[] entry = credits.get((String) touch.getFieldAs(IMPRESSION_ID));
                 if (entry == null) {
-                    credits.put(touch.getFieldAs(0), new Object[] {touch, credit});
+                    credits.put(touch.getFieldAs(IMPRESSION_ID), new Object[] {touch, credit});
                 } else {
                     entry[1] = (double) entry[1] + credit;
                 }
@@ -268,28 +348,29 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             out.setField("conversion_id", conversionId);
             out.setField("campaign_id", campaignId);
             out.setField("impression_id", entry.getKey());
-            out.setField("segment", touch.getFieldAs(1));
-            out.setField("imp_ts", touch.getFieldAs(2));
+            out.setField("segment", touch.getFieldAs(SEGMENT));
+            out.setField("imp_ts", touch.getFieldAs(IMP_TS));
             out.setField("conv_ts", convTs);
             out.setField("conv_value", value);
             out.setField("credit", (double) entry.getValue()[1]);
-            out.setField("imp_payload", payloads.get(entry.getKey()));
+            out.setField("features", touch.getFieldAs(FEATURES));
+            out.setField("decisions", touch.getFieldAs(DECISIONS));
             collect(out);
         }
     }
 
     /** Last-touch order: later time, then a click before a view, then the larger impression id. */
     private static boolean laterTouch(Row a, Row b) {
-        long ta = a.getFieldAs(3);
-        long tb = b.getFieldAs(3);
+        long ta = a.getFieldAs(TOUCH_TS);
+        long tb = b.getFieldAs(TOUCH_TS);
         if (ta != tb) {
             return ta > tb;
         }
-        int ca = a.getFieldAs(4);
-        int cb = b.getFieldAs(4);
+        int ca = a.getFieldAs(IS_CLICK);
+        int cb = b.getFieldAs(IS_CLICK);
         if (ca != cb) {
             return ca > cb;
         }
-        return ((String) a.getFieldAs(0)).compareTo(b.getFieldAs(0)) > 0;
+        return ((String) a.getFieldAs(IMPRESSION_ID)).compareTo(b.getFieldAs(IMPRESSION_ID)) > 0;
     }
 }

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 import org.apache.flink.core.memory.MemorySegmentFactory;
+import org.apache.flink.metrics.Counter;
 import org.apache.flink.table.annotation.ArgumentHint;
 import org.apache.flink.table.annotation.ArgumentTrait;
 import org.apache.flink.table.annotation.DataTypeHint;
@@ -14,6 +15,7 @@ import org.apache.flink.table.data.binary.BinaryRowData;
 import org.apache.flink.table.data.binary.BinarySegmentUtils;
 import org.apache.flink.table.data.utils.JoinedRowData;
 import org.apache.flink.table.data.utils.ProjectedRowData;
+import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ProcessTableFunction;
 import org.apache.flink.table.runtime.typeutils.RowDataSerializer;
 import org.apache.flink.table.types.logical.RowType;
@@ -36,7 +38,10 @@ import org.apache.flink.types.Row;
  * <p>State per impression: one row. While the impression waits for a click it holds the impression's
  * input row; once a click counted, only the window end and the mark (later clicks are ignored). A
  * click that comes before its impression is kept until the impression comes or the watermark passes
- * the click (no on-time impression early enough for it can follow). A second impression with the
+ * the click (no on-time impression early enough for it can follow); at most {@code max_early_clicks}
+ * of them, the first to arrive, and the rest counted in the metric
+ * {@code adloop.early_clicks_dropped} (a flood of clicks for an id that has no impression yet
+ * would otherwise grow one state value without bound). A second impression with the
  * same id while the first is in its window is ignored; ids are deduplicated by {@code event_id}
  * upstream, so this only guards against ids reused by a producer.
  *
@@ -87,6 +92,13 @@ public class ClickOutcomes extends ProcessTableFunction<RowData> {
     /** The input's layout, from its table semantics (the same for every row of the call). */
     private transient InputLayout layout;
 
+    private transient Counter earlyClicksDropped;
+
+    @Override
+    public void open(FunctionContext context) {
+        earlyClicksDropped = context.getMetricGroup().addGroup("adloop").counter("early_clicks_dropped");
+    }
+
     public void eval(
             Context ctx,
             @StateHint(type = @DataTypeHint(STATE_TYPE), ttl = AttributeConversions.NO_TTL) Row state,
@@ -95,7 +107,8 @@ public class ClickOutcomes extends ProcessTableFunction<RowData> {
                             value = {ArgumentTrait.SET_SEMANTIC_TABLE, ArgumentTrait.REQUIRE_ON_TIME},
                             type = @DataTypeHint(value = INPUT_TYPE, bridgedTo = RowData.class))
                     RowData input,
-            @ArgumentHint(name = "click_window_ms") Long clickWindowMs) {
+            @ArgumentHint(name = "click_window_ms") Long clickWindowMs,
+            @ArgumentHint(name = "max_early_clicks") Integer maxEarlyClicks) {
         InputLayout in = layout(ctx);
         TimeContext<Long> time = ctx.timeContext(Long.class);
         long t = time.time();
@@ -129,6 +142,12 @@ public class ClickOutcomes extends ProcessTableFunction<RowData> {
             }
         } else {
             Row[] early = state.getFieldAs(EARLY_CLICKS);
+            if (early != null && early.length >= maxEarlyClicks) {
+                if (earlyClicksDropped != null) {
+                    earlyClicksDropped.inc();
+                }
+                return;
+            }
             List<Row> clicks = new ArrayList<>();
             if (early != null) {
                 clicks.addAll(List.of(early));

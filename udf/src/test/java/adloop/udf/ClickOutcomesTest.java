@@ -15,10 +15,13 @@ import org.junit.jupiter.api.Test;
 class ClickOutcomesTest {
 
     private static final long WINDOW = 3_600_000L;
-    private static final String QUERY =
-            "SELECT impression_id, ts, user_id, features, decisions, click_ts, rowtime"
-                    + " FROM ADLOOP_CLICK_OUTCOMES(TABLE events PARTITION BY impression_id,"
-                    + " CAST(" + WINDOW + " AS BIGINT), DESCRIPTOR(event_time))";
+    private static final String QUERY = query(16);
+
+    private static String query(int maxEarlyClicks) {
+        return "SELECT impression_id, ts, user_id, features, decisions, click_ts, rowtime"
+                + " FROM ADLOOP_CLICK_OUTCOMES(TABLE events PARTITION BY impression_id,"
+                + " CAST(" + WINDOW + " AS BIGINT), CAST(" + maxEarlyClicks + " AS INT), DESCRIPTOR(event_time))";
+    }
 
     private static PtfHarness harness(long delayMs) {
         return new PtfHarness(Schemas.CLICK_EVENTS, "event_time", delayMs);
@@ -75,6 +78,19 @@ class ClickOutcomesTest {
         List<Row> rows = h.run(QUERY);
         assertEquals(5_000L, only(rows, "early").getField("click_ts"));
         assertNull(only(rows, "before").getField("click_ts"), "a click before its impression's time");
+    }
+
+    @Test
+    void onlyTheFirstEarlyClicksToArriveAreKept() throws Exception {
+        for (int cap : new int[] {2, 3}) {
+            PtfHarness h = harness(600_000);
+            click(h, "i", 500); // before the impression's time: never counts
+            click(h, "i", 600);
+            click(h, "i", 5_000); // inside the window, but the third early click
+            impression(h, "i", 1_000);
+            Object clickTs = only(h.run(query(cap)), "i").getField("click_ts");
+            assertEquals(cap == 2 ? null : 5_000L, clickTs, "max_early_clicks " + cap);
+        }
     }
 
     @Test
