@@ -52,7 +52,8 @@ def test_each_impression_gets_one_outcome_with_its_first_counted_click(t_env, tm
     t_env.execute_sql(f"""CREATE TEMPORARY VIEW click_events AS
 SELECT impression_id, event_time, is_click, ts, CONCAT('user-', impression_id) AS user_id,
        'c1' AS campaign_id, 's1' AS segment, CAST(0.5 AS DOUBLE) AS win_price,
-       ARRAY[CAST(1.0 AS DOUBLE)] AS features, CAST(ARRAY[ROW('bid', '1.0', 0.5, 1)] AS {schema.DECISIONS_TYPE}) AS decisions
+       ARRAY[CAST(1.0 AS DOUBLE)] AS features,
+       CAST(ARRAY[ROW('bid', '1.0', 0.5, 1)] AS {schema.DECISIONS_TYPE}) AS decisions
 FROM click_input WHERE is_click IS NOT NULL""")
     (outcomes_view,) = [
         s
