@@ -1,0 +1,182 @@
+"""Benchmark: attribution state bytes per live touch, from a checkpoint's size over the touches it
+holds.
+
+    python -m bench.attribution_state [--touches 1000000] [--pairs 200000]
+
+starts throwaway Kafka and Redis and a standalone Flink cluster (one TaskManager), and writes
+bench/results/attribution_state.md.
+
+Input: ``--touches`` impressions (the simulator's shape: 8 features, a creative and a bid
+decision), over ``--pairs`` (user, campaign) pairs, their times spread over 10 days in order: no
+click, no conversion, so every impression is a live touch of ``ADLOOP_ATTRIBUTE`` (all inside the
+30-day lookback, none waiting to be credited). The job runs unbounded at parallelism 1 with the
+learners off, full (not incremental) RocksDB checkpoints and no state changelog, so a
+checkpoint's size per operator is the size of that operator's whole state. Once the job has read
+everything, the bench waits for a checkpoint taken after that, and divides the state size of the
+operator that runs ``ADLOOP_ATTRIBUTE`` (found by its description in the job plan) by the touches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import replay_trials as rt
+from bench.flink_cluster import StandaloneCluster
+from config import app as app_config
+from scripts import kafka_tools
+from scripts import services as svc
+from sim.noise import SimRecord
+from sim.writers import KafkaWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "attribution_state.md"
+SPAN_MS = 10 * 86_400_000
+START_MS = 1_735_689_600_000  # 2025-01-01
+CAMPAIGNS = 4
+
+
+def impressions(touches: int, pairs: int, seed: int = 1) -> list[SimRecord]:
+    """``touches`` valid impressions over ``pairs`` (user, campaign) pairs, in time order."""
+    rng = random.Random(seed)
+    users = max(1, pairs // CAMPAIGNS)
+    out = []
+    for i in range(touches):
+        ts = START_MS + i * SPAN_MS // touches
+        user, campaign = rng.randrange(users), rng.randrange(CAMPAIGNS)
+        event = {
+            "schema_version": 1,
+            "event_id": f"e{i}",
+            "impression_id": f"i{i}",
+            "ts": ts,
+            "user_id": f"u{user:07d}",
+            "campaign_id": f"c{campaign:02d}",
+            "segment": f"seg{user % 4}",
+            "creative_id": f"c{campaign:02d}-cr{i % 4}",
+            "bid_price": round(rng.uniform(0.1, 2.0), 6),
+            "win_price": round(rng.uniform(0.05, 1.0), 6),
+            "features": [round(rng.gauss(0, 1), 4) for _ in range(8)],
+            "decisions": [
+                {
+                    "agent": "creative",
+                    "action": f"c{campaign:02d}-cr{i % 4}",
+                    "propensity": 0.25,
+                    "policy_version": 3,
+                },
+                {"agent": "bid", "action": "1.5", "propensity": 0.2, "policy_version": 5},
+            ],
+        }
+        value = json.dumps(event, separators=(",", ":")).encode()
+        out.append(SimRecord("ad.impressions", f"i{i}".encode(), value, ts, ts))
+    return out
+
+
+def attribution_state_bytes(cluster: StandaloneCluster, job_id: str, checkpoint_id: int) -> dict[str, int]:
+    """State bytes in checkpoint ``checkpoint_id`` of the operators running the project's two
+    process table functions, by function name."""
+    nodes = cluster.rest(f"/jobs/{job_id}/plan")["plan"]["nodes"]
+    details = cluster.rest(f"/jobs/{job_id}/checkpoints/details/{checkpoint_id}")["tasks"]
+    found = {}
+    for name in ("ADLOOP_ATTRIBUTE", "ADLOOP_CLICK_OUTCOMES"):
+        ids = [n["id"] for n in nodes if name in n.get("description", "")]
+        if len(ids) != 1:
+            raise RuntimeError(f"{len(ids)} operators of the job plan run {name}, expected 1")
+        found[name] = int(details[ids[0]]["state_size"])
+    found["job"] = sum(int(t["state_size"]) for t in details.values())
+    return found
+
+
+def _latest_completed(cluster: StandaloneCluster, job_id: str) -> int | None:
+    latest: Any = cluster.rest(f"/jobs/{job_id}/checkpoints")["latest"]["completed"]
+    return int(latest["id"]) if latest else None
+
+
+def measure(bootstrap: str, redis_url: str, work: Path, touches: int, pairs: int) -> dict[str, Any]:
+    cfg = rt.run_config(bootstrap, redis_url, "state.", "run", work, 1).replace(
+        kafka={"bounded": False, **{f"{n}_topic": f"state.ad.{n}" for n in rt.INPUTS}},
+        job={"learners": False, "name": "adloop-attribution-state"},
+    )
+    kafka_tools.create_topics(bootstrap, rt.trial_topics([cfg]), partitions=rt.PARTITIONS)
+    records = impressions(touches, pairs)
+    with KafkaWriter(bootstrap, partition_of=rt.partition_of) as writer:
+        writer.write(
+            SimRecord(cfg.kafka.topic("impressions"), r.key, r.value, r.ts, r.arrival_ms) for r in records
+        )
+    settings = {
+        "state.changelog.enabled": False,
+        "state.backend.incremental": False,
+        "execution.checkpointing.interval": "10 s",
+        "taskmanager.memory.process.size": "4g",
+    }
+    config_file = work / "adloop.yaml"
+    config_file.write_text(yaml.safe_dump(app_config.as_sections(cfg)))
+    started = time.monotonic()
+    with StandaloneCluster(work / "cluster", taskmanagers=1, slots=1, settings=settings) as cluster:
+        client = cluster.submit(config_file, log=work / "flink-run.log")
+        try:
+            job_id = rt.wait_for(lambda: cluster.job_id(cfg.job.name), rt.WAIT_S, "the job to be submitted")
+            rt.wait_for(lambda: rt.read_to(cfg, range(rt.PARTITIONS)), 3600, "the job to read everything", 5)
+            after = _latest_completed(cluster, job_id) or 0
+            checkpoint = rt.wait_for(
+                lambda: (c := _latest_completed(cluster, job_id)) is not None and c > after and c,
+                600,
+                "a checkpoint after the input",
+            )
+            sizes = attribution_state_bytes(cluster, job_id, checkpoint)
+        finally:
+            client.kill()
+    return {"touches": touches, "pairs": pairs, "wall_s": time.monotonic() - started, **sizes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.attribution_state", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--touches", type=int, default=1_000_000)
+    parser.add_argument("--pairs", type=int, default=200_000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="adloop-state-") as tmp:
+        work = Path(tmp)
+        os.environ["ADLOOP_WORK_DIR"] = str(work / "services")
+        (work / "services").mkdir()
+        (work / "services" / "jars").symlink_to(ROOT / ".work" / "jars")
+        running = svc.start(ttl_s=3 * 3600, owner_pid=os.getpid())
+        try:
+            result = measure(running.kafka_bootstrap, running.redis_url, work, args.touches, args.pairs)
+        finally:
+            svc.stop()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    per_touch = result["ADLOOP_ATTRIBUTE"] / result["touches"]
+    text = [
+        "# Attribution state per live touch",
+        "",
+        f"`python -m bench.attribution_state --touches {args.touches} --pairs {args.pairs}`, {when}, commit "
+        f"{commit.stdout.strip()}. The module's docstring says what is measured.",
+        "",
+        "| live touches | (user, campaign) pairs | ADLOOP_ATTRIBUTE state bytes "
+        "| bytes per touch (target <= 100) | ADLOOP_CLICK_OUTCOMES state bytes | whole job's state bytes "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {result['touches']:,} | {result['pairs']:,} | {result['ADLOOP_ATTRIBUTE']:,} "
+        f"| **{per_touch:.1f}** | {result['ADLOOP_CLICK_OUTCOMES']:,} | {result['job']:,} "
+        f"| {result['wall_s']:.0f} |",
+        "",
+    ]
+    args.out.write_text("\n".join(text))
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
