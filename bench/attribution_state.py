@@ -10,10 +10,10 @@ Input: ``--touches`` impressions (the simulator's shape: 8 features, a creative 
 decision), over ``--pairs`` (user, campaign) pairs, their times spread over 10 days in order: no
 click, no conversion, so every impression is a live touch of ``ADLOOP_ATTRIBUTE`` (all inside the
 30-day lookback, none waiting to be credited). The job runs unbounded at parallelism 1 with the
-learners off, full (not incremental) RocksDB checkpoints and no state changelog, so a
-checkpoint's size per operator is the size of that operator's whole state. Once the job has read
-everything, the bench waits for a checkpoint taken after that, and divides the state size of the
-operator that runs ``ADLOOP_ATTRIBUTE`` (found by its description in the job plan) by the touches.
+learners off and no state changelog. Once the job has read everything, the bench takes a
+savepoint in Flink's canonical format, which writes only each state's live entries, and divides
+the state size of the operator that runs ``ADLOOP_ATTRIBUTE`` (found by its description in the
+job plan) by the touches.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import random
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,35 @@ def impressions(touches: int, pairs: int, seed: int = 1) -> list[SimRecord]:
     return out
 
 
+def clock_records() -> list[SimRecord]:
+    """A click and a conversion for every partition (its number the key's last character) at the
+    end of the span, matching nothing: every input partition then has a record, so event time
+    follows the impressions (a partition without any holds it back) and click windows close."""
+    end = START_MS + SPAN_MS
+    out = []
+    for p in range(rt.PARTITIONS):
+        click = {"schema_version": 1, "event_id": f"ek{p}", "impression_id": f"none{p}", "ts": end}
+        conversion = {
+            "schema_version": 1,
+            "event_id": f"ev{p}",
+            "conversion_id": f"v{p}",
+            "ts": end,
+            "user_id": "nobody",
+            "campaign_id": "c00",
+            "value": 1.0,
+        }
+        for topic, event in (("ad.clicks", click), ("ad.conversions", conversion)):
+            value = json.dumps(event, separators=(",", ":")).encode()
+            out.append(SimRecord(topic, f"clock{p}".encode(), value, end, end))
+    return out
+
+
+def _partition(record: SimRecord) -> int:
+    if record.key.startswith(b"clock"):
+        return int(record.key[-1:])
+    return rt.partition_of(record)
+
+
 def attribution_state_bytes(cluster: StandaloneCluster, job_id: str, checkpoint_id: int) -> dict[str, int]:
     """State bytes in checkpoint ``checkpoint_id`` of the operators running the project's two
     process table functions, by function name."""
@@ -95,9 +125,32 @@ def attribution_state_bytes(cluster: StandaloneCluster, job_id: str, checkpoint_
     return found
 
 
-def _latest_completed(cluster: StandaloneCluster, job_id: str) -> int | None:
-    latest: Any = cluster.rest(f"/jobs/{job_id}/checkpoints")["latest"]["completed"]
-    return int(latest["id"]) if latest else None
+def savepoint(cluster: StandaloneCluster, job_id: str, directory: Path) -> int:
+    """Takes a savepoint in Flink's canonical format (only the live entries of each state, where a
+    RocksDB checkpoint copies SST files that still hold overwritten and deleted entries until a
+    compaction) and returns its checkpoint id."""
+    body = json.dumps(
+        {"target-directory": directory.as_uri(), "cancel-job": False, "formatType": "CANONICAL"}
+    )
+    request = urllib.request.Request(
+        f"http://localhost:{cluster.rest_port}/jobs/{job_id}/savepoints",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        trigger = json.loads(response.read())["request-id"]
+
+    def done() -> bool:
+        status: Any = cluster.rest(f"/jobs/{job_id}/savepoints/{trigger}")
+        if status["status"]["id"] != "COMPLETED":
+            return False
+        if status.get("operation", {}).get("failure-cause"):
+            raise RuntimeError(f"savepoint failed: {status['operation']['failure-cause']}")
+        return True
+
+    rt.wait_for(done, 1200, "the savepoint")
+    latest: Any = cluster.rest(f"/jobs/{job_id}/checkpoints")["latest"]["savepoint"]
+    return int(latest["id"])
 
 
 def measure(bootstrap: str, redis_url: str, work: Path, touches: int, pairs: int) -> dict[str, Any]:
@@ -106,14 +159,12 @@ def measure(bootstrap: str, redis_url: str, work: Path, touches: int, pairs: int
         job={"learners": False, "name": "adloop-attribution-state"},
     )
     kafka_tools.create_topics(bootstrap, rt.trial_topics([cfg]), partitions=rt.PARTITIONS)
-    records = impressions(touches, pairs)
-    with KafkaWriter(bootstrap, partition_of=rt.partition_of) as writer:
-        writer.write(
-            SimRecord(cfg.kafka.topic("impressions"), r.key, r.value, r.ts, r.arrival_ms) for r in records
-        )
+    records = clock_records() + impressions(touches, pairs)
+    names = {f"ad.{n}": cfg.kafka.topic(n) for n in rt.INPUTS}
+    with KafkaWriter(bootstrap, partition_of=_partition) as writer:
+        writer.write(SimRecord(names[r.topic], r.key, r.value, r.ts, r.arrival_ms) for r in records)
     settings = {
         "state.changelog.enabled": False,
-        "state.backend.incremental": False,
         "execution.checkpointing.interval": "10 s",
         "taskmanager.memory.process.size": "4g",
     }
@@ -125,13 +176,7 @@ def measure(bootstrap: str, redis_url: str, work: Path, touches: int, pairs: int
         try:
             job_id = rt.wait_for(lambda: cluster.job_id(cfg.job.name), rt.WAIT_S, "the job to be submitted")
             rt.wait_for(lambda: rt.read_to(cfg, range(rt.PARTITIONS)), 3600, "the job to read everything", 5)
-            after = _latest_completed(cluster, job_id) or 0
-            checkpoint = rt.wait_for(
-                lambda: (c := _latest_completed(cluster, job_id)) is not None and c > after and c,
-                600,
-                "a checkpoint after the input",
-            )
-            sizes = attribution_state_bytes(cluster, job_id, checkpoint)
+            sizes = attribution_state_bytes(cluster, job_id, savepoint(cluster, job_id, work / "savepoints"))
         finally:
             client.kill()
     return {"touches": touches, "pairs": pairs, "wall_s": time.monotonic() - started, **sizes}
