@@ -12,6 +12,11 @@ checkpoint flushes is missing from that checkpoint while the state written in th
 in it. A restored key that trusted a timer noted in its state waited for one that never fired and
 left its last updates unpublished. After a restore the memory is empty, so the next update of a key
 registers its timers again (one more firing of a restored timer finds nothing to do).
+
+Updates that Redis has not taken (it was down, read-only, full or refusing) stay counted as
+pending in the key's state until it has, not only held in the publisher's memory: a job restored
+from a checkpoint taken meanwhile publishes the key's params from state at the key's next timer
+restored with the checkpoint, or at its next micro-batch.
 """
 
 from __future__ import annotations
@@ -81,6 +86,11 @@ def _meta(value: list[int] | None) -> list[int]:
     return fields + [0] * (3 - len(fields))
 
 
+def _version(params_json: str | None) -> int:
+    """The version in a key's stored params (0 when none)."""
+    return int(json.loads(params_json).get("version", 0)) if params_json else 0
+
+
 class LearnerOperator(KeyedProcessFunction):
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
@@ -145,10 +155,14 @@ class LearnerOperator(KeyedProcessFunction):
             and now - last_publish >= self.settings.publish_interval_ms
         ):
             yield self._publish(campaign_id, agent, learner.to_params(), now)
-            pending, last_publish = 0, now
-            if self._held(key) and key not in self._publish_timers:
-                # Redis is down: retry from a timer, not only when the next micro-batch comes.
-                self._register(ctx, self._publish_timers, key, now + RETRY_MS)
+            last_publish = now
+            if self._held(key):
+                # Redis is down: retry from a timer, not only when the next micro-batch comes. The
+                # updates stay pending in state, so a restored job publishes them again.
+                if key not in self._publish_timers:
+                    self._register(ctx, self._publish_timers, key, now + RETRY_MS)
+            else:
+                pending = 0
         else:
             self._schedule_publish(ctx, key, now, last_publish)
         self._meta.update([pending, last_publish, now])
@@ -162,14 +176,22 @@ class LearnerOperator(KeyedProcessFunction):
         key = (campaign_id, agent)
         if self._publish_timers.get(key, timestamp) <= timestamp:
             self._publish_timers.pop(key, None)
-        # Any timer of the key may publish: after a restore, the one that was due may be missing.
-        if pending and timestamp >= last_publish + self.settings.publish_interval_ms:
-            yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
-            pending, last_publish = 0, timestamp
-        if self._held(key):
-            # Redis was down: try again later; the newest params of the key are held meanwhile.
+        held = self._publisher.pending_record(campaign_id, agent)
+        if held is not None:
+            # Redis was down: try again; the newest params of the key are held meanwhile. Once
+            # Redis has taken them, nothing is pending unless updates came after them.
             self._publisher.flush()
-            if self._held(key) and key not in self._publish_timers:
+            if not self._held(key) and held.version >= _version(self._params.value()):
+                pending = 0
+        elif pending and timestamp >= last_publish + self.settings.publish_interval_ms:
+            # Any timer of the key may publish: after a restore, the one that was due may be
+            # missing, and updates held while Redis was down are pending in state, not in memory.
+            yield self._publish(campaign_id, agent, json.loads(self._params.value()), timestamp)
+            last_publish = timestamp
+            if not self._held(key):
+                pending = 0
+        if self._held(key):
+            if key not in self._publish_timers:
                 self._register(ctx, self._publish_timers, key, timestamp + RETRY_MS)
         elif pending:
             self._schedule_publish(ctx, key, timestamp, last_publish)
