@@ -439,3 +439,70 @@ def test_a_full_read_only_refusing_or_silent_redis_does_not_fail_the_job_and_the
             admin.close()
             redis_server.stop()
             kafka_tools.delete_topics(bootstrap, topics)
+
+
+def test_policies_held_while_redis_refuses_writes_reach_it_after_a_restore_with_no_further_input(
+    services, unique_prefix, tmp_path
+):
+    """Redis refuses every write (maxmemory with noeviction) while the job learns from the rest of
+    the input, so the job holds the newest params. The job is cancelled (as a crash would end it)
+    after a checkpoint taken once everything was read, Redis accepts writes again, and the job is
+    restored from that checkpoint with no further input: Redis ends with each key's latest params,
+    which the checkpoint carried in state (the cancelled job's memory is gone)."""
+    bootstrap = services.kafka_bootstrap
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    admin = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    cfg = job_config(
+        services,
+        unique_prefix,
+        tmp_path / "rewards",
+        redis={"url": redis_server.url},
+        batches={"interval_ms": 500},
+    )
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    kafka_tools.create_topics(bootstrap, topics)
+    parts = _thirds()
+    checkpoints = tmp_path / "checkpoints"
+    overrides = {
+        "execution.checkpointing.interval": CHECKPOINT_INTERVAL,
+        "execution.checkpointing.dir": checkpoints.as_uri(),
+        "restart-strategy.type": "none",
+    }
+    store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
+    job = None
+    try:
+        _write(bootstrap, unique_prefix, parts[0])
+        job = _run(cfg, overrides)
+        wait_for(lambda: _records(store), 240, "published policies")
+        end_fault = _fault("oom", admin, redis_server, unique_prefix.rstrip("."))
+        _write(bootstrap, unique_prefix, parts[1] + parts[2])
+        kafka_tools.wait_until_stable(
+            bootstrap, cfg.kafka.topic("policy_updates"), timeout_s=WAIT_S, quiet_s=10
+        )
+        after = _latest_checkpoint_number(checkpoints, job)
+        wait_for(lambda: _latest_checkpoint_number(checkpoints, job) > after, WAIT_S, "a checkpoint")
+        latest = _completed_checkpoints(checkpoints, job)[-1]
+        job.cancel().result()
+        job = None
+        end_fault()
+
+        replayed = replay_batches(bootstrap, cfg)
+        behind = [key for key, p in replayed.items() if getattr(store.get(*key), "version", 0) < p["version"]]
+        assert behind, "Redis took every key's latest params during the fault: the test did not test it"
+        job = _run(cfg, {**overrides, "execution.state-recovery.path": latest.as_uri()})
+        final, _ = _converged(bootstrap, cfg, store)
+        print(
+            f"\nheld through a restore: {len(behind)} of {len(final)} keys behind in Redis before it, "
+            "all caught up"
+        )
+    finally:
+        if job is not None:
+            job.cancel().result()
+        try:
+            store.purge()
+        finally:
+            store.close()
+            admin.close()
+            redis_server.stop()
+            kafka_tools.delete_topics(bootstrap, topics)
