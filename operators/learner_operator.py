@@ -240,7 +240,10 @@ class LearnerOperator(KeyedProcessFunction):
                 stored = self._publisher.store.get(campaign_id, agent)
             except (PolicyStoreError, ValueError):
                 stored = None
-            if stored is not None and stored.version >= record.version:
+            # Redis' record of this very version with these very params is ours (flushed after
+            # Redis was down, maybe from another key's timer): nothing left to do.
+            ours = stored is not None and stored.version == record.version and stored.params == record.params
+            if stored is not None and stored.version >= record.version and not ours:
                 params = {**params, "version": stored.version + 1}
                 self._params.update(json.dumps(params, separators=(",", ":")))
                 self._learners.forget(campaign_id, agent)
