@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -191,16 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    with tempfile.TemporaryDirectory(prefix="adloop-state-") as tmp:
-        work = Path(tmp)
-        os.environ["ADLOOP_WORK_DIR"] = str(work / "services")
-        (work / "services").mkdir()
-        (work / "services" / "jars").symlink_to(ROOT / ".work" / "jars")
-        running = svc.start(ttl_s=3 * 3600, owner_pid=os.getpid())
-        try:
-            result = measure(running.kafka_bootstrap, running.redis_url, work, args.touches, args.pairs)
-        finally:
-            svc.stop()
+    with svc.throwaway("adloop-state-") as (work, running):
+        result = measure(running.kafka_bootstrap, running.redis_url, work, args.touches, args.pairs)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     per_touch = result["ADLOOP_ATTRIBUTE"] / result["touches"]
     text = [

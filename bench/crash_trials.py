@@ -277,6 +277,11 @@ def faulted(
     )
 
 
+def run_names(trials: int) -> list[str]:
+    """The runs, in order: the fault-free one, ``trials`` TaskManager kills, the broker restart."""
+    return ["fault-free", *(f"tm-kill-{i + 1}" for i in range(trials)), "broker-restart"]
+
+
 def run_trials(
     broker: svc.KafkaBroker,
     redis_url: str,
@@ -293,7 +298,7 @@ def run_trials(
     """The fault-free run, ``trials`` TaskManager kills and one broker restart, in that order;
     their topics are created here and left for the caller to delete (``trial_topics``)."""
     records = [r for chunk in Simulator(rt.sim_config(days, seed)).run() for r in chunk.records]
-    runs = ["fault-free", *(f"tm-kill-{i + 1}" for i in range(trials)), "broker-restart"]
+    runs = run_names(trials)
     cfgs = {run: trial_config(broker.bootstrap, redis_url, prefix, run, work) for run in runs}
     kafka_tools.create_topics(broker.bootstrap, rt.trial_topics(cfgs.values()), partitions=rt.PARTITIONS)
     rng = random.Random(seed)
@@ -311,8 +316,9 @@ def run_trials(
 
 
 def trial_topics(broker: svc.KafkaBroker, redis_url: str, prefix: str, work: Path, trials: int) -> list[str]:
-    runs = ["fault-free", *(f"tm-kill-{i + 1}" for i in range(trials)), "broker-restart"]
-    return rt.trial_topics(trial_config(broker.bootstrap, redis_url, prefix, run, work) for run in runs)
+    return rt.trial_topics(
+        trial_config(broker.bootstrap, redis_url, prefix, run, work) for run in run_names(trials)
+    )
 
 
 def table(trials: list[CrashTrial]) -> list[str]:
@@ -359,15 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
     import subprocess
-    import tempfile
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    with tempfile.TemporaryDirectory(prefix="adloop-crash-") as tmp:
-        work = Path(tmp)
-        os.environ["ADLOOP_WORK_DIR"] = str(work / "services")
-        (work / "services").mkdir()
-        (work / "services" / "jars").symlink_to(ROOT / ".work" / "jars")
-        running = svc.start(ttl_s=3 * 3600, owner_pid=os.getpid())
+    with svc.throwaway("adloop-crash-") as (work, running):
         broker = svc.KafkaBroker(work / "broker", owner_pid=os.getpid())
         try:
             (work / "broker").mkdir()
@@ -386,7 +386,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             broker.stop()
-            svc.stop()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     argv_text = " ".join(argv if argv is not None else __import__("sys").argv[1:])
     text = [

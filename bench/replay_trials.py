@@ -455,25 +455,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=3, help="simulator and fault seed (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    import os
     import subprocess
-    import tempfile
 
     from scripts import services as svc
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    with tempfile.TemporaryDirectory(prefix="adloop-replay-") as tmp:
-        work = Path(tmp)
-        os.environ["ADLOOP_WORK_DIR"] = str(work / "services")
-        (work / "services").mkdir()
-        (work / "services" / "jars").symlink_to(ROOT / ".work" / "jars")
-        running = svc.start(ttl_s=3 * 3600, owner_pid=os.getpid())
-        try:
-            trials = run_trials(
-                running.kafka_bootstrap, running.redis_url, "replay.", work, args.days, args.seed
-            )
-        finally:
-            svc.stop()
+    with svc.throwaway("adloop-replay-") as (work, running):
+        trials = run_trials(running.kafka_bootstrap, running.redis_url, "replay.", work, args.days, args.seed)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     text = [
         "# Reproducibility: one input, four runs",

@@ -23,8 +23,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -357,6 +360,23 @@ def start(ttl_s: float, owner_pid: int | None) -> Services:
     )
     existing.write_text(json.dumps(asdict(services), indent=2))
     return services
+
+
+@contextmanager
+def throwaway(prefix: str, ttl_s: float = 3 * 3600) -> Iterator[tuple[Path, Services]]:
+    """A temporary work directory with the project's jars linked in, and Kafka and Redis started
+    under it (``ADLOOP_WORK_DIR`` points there); yields (directory, services), and stops them at
+    the end. For benchmarks, which must not touch the project's own services."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        os.environ["ADLOOP_WORK_DIR"] = str(work / "services")
+        (work / "services").mkdir()
+        (work / "services" / "jars").symlink_to(DEFAULT_WORK / "jars")
+        running = start(ttl_s=ttl_s, owner_pid=os.getpid())
+        try:
+            yield work, running
+        finally:
+            stop()
 
 
 def stop() -> list[str]:

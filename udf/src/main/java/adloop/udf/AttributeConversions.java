@@ -2,6 +2,7 @@ package adloop.udf;
 
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -261,7 +262,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
         int max = cap.max == null ? Integer.MAX_VALUE : cap.max;
         Set<Row> outranked = Collections.newSetFromMap(new IdentityHashMap<>());
         if (settled.size() > max) {
-            settled.sort((a, b) -> laterTouch(a, b) ? -1 : laterTouch(b, a) ? 1 : 0);
+            settled.sort(LATEST_FIRST);
             outranked.addAll(settled.subList(max, settled.size()));
         }
         List<Row> kept = new ArrayList<>();
@@ -309,7 +310,7 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             return;
         }
         if (window.size() > maxTouches) { // the most recent count; the order is a function of the data
-            window.sort((a, b) -> laterTouch(a, b) ? -1 : laterTouch(b, a) ? 1 : 0);
+            window.sort(LATEST_FIRST);
             window = new ArrayList<>(window.subList(0, maxTouches));
         }
         // impression_id -> [touch row, credit], in first-touch order
@@ -358,6 +359,10 @@ public class AttributeConversions extends ProcessTableFunction<Row> {
             collect(out);
         }
     }
+
+    /** Touches latest first, in last-touch order. */
+    private static final Comparator<Row> LATEST_FIRST =
+            (a, b) -> laterTouch(a, b) ? -1 : laterTouch(b, a) ? 1 : 0;
 
     /** Last-touch order: later time, then a click before a view, then the larger impression id. */
     private static boolean laterTouch(Row a, Row b) {
