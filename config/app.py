@@ -18,6 +18,7 @@ import yaml
 from attribution.config import AttributionConfig, RewardConfig
 from connect import secrets
 from connect.kafka_props import flink_table_options, librdkafka_settings, validate_properties
+from learners.campaigns import CampaignTable
 from learners.registry import LearnerSpecs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ class KafkaConfig:
     impressions_topic: str = "ad.impressions"
     clicks_topic: str = "ad.clicks"
     conversions_topic: str = "ad.conversions"
+    auctions_topic: str = "ad.auctions"
     rewards_topic: str = "ad.rewards"
     batches_topic: str = "ad.learner.batches"
     policy_updates_topic: str = "ad.policy.updates"
@@ -93,7 +95,7 @@ class KafkaConfig:
         return self.topic_prefix + getattr(self, f"{name}_topic")
 
     def input_topics(self) -> list[str]:
-        return [self.topic(n) for n in ("impressions", "clicks", "conversions")]
+        return [self.topic(n) for n in ("impressions", "clicks", "conversions", "auctions")]
 
     def output_topics(self) -> list[str]:
         return [self.topic(n) for n in ("rewards", "batches", "late", "dlq", "policy_updates")]
@@ -284,6 +286,7 @@ class AppConfig:
     rewards: RewardConfig = field(default_factory=RewardConfig)
     batches: BatchesConfig = field(default_factory=BatchesConfig)
     learners: LearnerSpecs = field(default_factory=LearnerSpecs)
+    campaigns: CampaignTable = field(default_factory=CampaignTable)
     publish: PublishConfig = field(default_factory=PublishConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
     job: JobSettings = field(default_factory=JobSettings)

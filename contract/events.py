@@ -21,7 +21,8 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 IMPRESSIONS = "ad.impressions"
 CLICKS = "ad.clicks"
 CONVERSIONS = "ad.conversions"
-TOPICS = (IMPRESSIONS, CLICKS, CONVERSIONS)
+AUCTIONS = "ad.auctions"
+TOPICS = (IMPRESSIONS, CLICKS, CONVERSIONS, AUCTIONS)
 
 CURRENT_VERSION = 1
 

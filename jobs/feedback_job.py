@@ -95,6 +95,7 @@ def attach_learners(
         publish_every_n=cfg.publish.every_n,
         idle_expiry_ms=cfg.publish.idle_expiry_ms,
         specs={agent: dict(spec) for agent, spec in cfg.learners.specs.items()},
+        campaigns=cfg.campaigns.to_mapping(),
         redis_options=cfg.redis.store_options(resolve=False),
     )
     # (window_end, event_time, campaign_id, agent, arms) per key and micro-batch.

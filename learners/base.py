@@ -64,6 +64,13 @@ class Learner(abc.ABC):
     # Whether updates read the context sums (Σxxᵀ, Σrx); the SQL micro-batches compute them only
     # for the agents whose learner does.
     USES_CONTEXT: ClassVar[bool] = False
+    # Constructor arguments that come from the campaign table (learners.campaigns), per campaign,
+    # never from the learner's config section.
+    CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ()
+    # Constructor arguments that may change under learned state: when only these differ between a
+    # key's stored params and its config, the state is kept under the new values (see
+    # learners.registry.KeyedLearners); any other change starts the key afresh.
+    RETUNABLE: ClassVar[tuple[str, ...]] = ("half_life_ms",)
 
     def __init__(self, *, half_life_ms: float | None = None, seed: int | None = None) -> None:
         if half_life_ms is not None and not (half_life_ms > 0 and math.isfinite(half_life_ms)):
@@ -132,6 +139,12 @@ class Learner(abc.ABC):
         self._learn(batch, weight)
         self._version += 1
         self._invalidate()
+        self._reseed()
+
+    def continue_from(self, version: int) -> None:
+        """Number this learner's next update after ``version`` (a key restarted under a new config
+        goes on from its published version, so serving nodes take what it publishes next)."""
+        self._version = max(self._version, int(version))
         self._reseed()
 
     def _reseed(self) -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from learners.base import Learner, check_arms, compact
 from learners.batch import ArmID, Batch
+from learners.campaigns import DAY_MS, SpendToday, parse_agent_state
 from learners.safety import SafetyCaps
 
 __all__ = ["BidAgent"]
-
-DAY_MS = 86_400_000
 
 
 class BidAgent(Learner):
@@ -23,9 +22,10 @@ class BidAgent(Learner):
     ``budget_levels`` levels of ``budget``) and user segment ``s``. **Actions**: bid multipliers
     (labels such as ``"1.25"``) on the campaign's base bid.
 
-    **Sufficient statistics** (batch rows with ``state = f"{t}|{s}"``, ``arm`` = multiplier label):
-    ``trials`` = requests bid on, ``wins`` = auctions won, ``reward_sum + delayed_sum`` = attributed
-    value (clicks and conversion credit), ``cost_sum`` = spend. The learner keeps per ``(s, m)``
+    **Sufficient statistics** (batch rows with ``state = "<day>|<t>|<s>"``, see
+    :func:`learners.campaigns.parse_agent_state`; ``arm`` = multiplier label): ``trials`` = requests
+    bid on, ``wins`` = auctions won, ``cost_sum`` = spend (from ``ad.auctions``),
+    ``reward_sum + delayed_sum`` = attributed value (clicks and conversion credit). The learner keeps per ``(s, m)``
     those sums and per ``(t, s)`` requests per day; all additive, so batches can be split freely.
     Value per request is modelled as ``win rate(s, m) * value per win(s)``: what a won impression
     is worth does not depend on the bid that won it, so value per win is pooled over the
@@ -41,14 +41,16 @@ class BidAgent(Learner):
     **Caps**: :meth:`bid` never exceeds ``max_bid`` nor the remaining budget.
 
     Params: ``"segments"``, ``"arms"``, ``"cells"`` (``[n, value, cost, wins]`` per segment and arm, a
-    segment-major list), ``"volume"`` (requests per block and segment, summed over days), ``"days"``.
+    segment-major list), ``"volume"`` (requests per block and segment, summed over days), ``"days"``,
+    ``"spend"`` (``[day, amount]``: the campaign's spend on its latest day, for the serving nodes'
+    budget left, :meth:`remaining_budget`).
 
     Examples
     --------
     >>> from learners.batch import Batch
     >>> agent = BidAgent(["0.5", "1", "1.5"], budget=50.0, n_blocks=2, max_bid=1.0, epsilon=0.0, seed=0)
     >>> rows = [
-    ...     {"state": f"{t}|young", "arm": m, "trials": 100, "reward_sum": r, "cost_sum": c}
+    ...     {"state": f"0|{t}|young", "arm": m, "trials": 100, "reward_sum": r, "cost_sum": c}
     ...     for t in (0, 1) for m, r, c in (("0.5", 2, 3), ("1", 3, 8), ("1.5", 3.5, 15))
     ... ]
     >>> agent.update(Batch.from_rows(rows, window_end=DAY_MS - 1))
@@ -60,6 +62,9 @@ class BidAgent(Learner):
     >>> round(agent.bid(ctx, "1.5"), 6), agent.bid(ctx | {"remaining_budget": 0.3}, "1.5")
     (0.6, 0.3)
     """
+
+    CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ("budget", "n_blocks")
+    RETUNABLE: ClassVar[tuple[str, ...]] = ("budget", "epsilon", "max_bid", "budget_levels", "prior_trials", "half_life_ms")
 
     def __init__(
         self,
@@ -102,6 +107,7 @@ class BidAgent(Learner):
         self._volume: dict[str, list[float]] = {}  # segment -> requests per block (summed over days)
         self._days = 0
         self._last_day: int | None = None
+        self._spend = SpendToday()
         self._lambda: np.ndarray | None = None  # shadow price of budget, [block, level]
 
     def _config(self) -> dict[str, Any]:
@@ -119,20 +125,12 @@ class BidAgent(Learner):
     # -- learning -------------------------------------------------------------------------------
 
     def _learn(self, batch: Batch, weight: float) -> None:
-        day = batch.window_end // DAY_MS
-        if self._last_day is None or day > self._last_day:
-            self._days += 1
-            self._last_day = day
         for row in batch.rows:
-            try:
-                block_s, segment = row.state.split("|", 1)
-                block = int(block_s)
-            except ValueError:
-                raise ValueError(
-                    f"BidAgent.update: state must be 'block|segment'; got {row.state!r}"
-                ) from None
-            if not 0 <= block < self.n_blocks:
-                raise ValueError(f"BidAgent.update: time block must be in [0, {self.n_blocks}); got {block}")
+            day, block, segment = parse_agent_state(row.state, self.n_blocks, "BidAgent.update")
+            if self._last_day is None or day > self._last_day:
+                self._days += 1
+                self._last_day = day
+            self._spend.add(day, row.cost_sum)
             cell = self._cells.setdefault((segment, str(row.arm)), [0.0, 0.0, 0.0, 0.0])
             cell[0] += weight * row.trials
             cell[1] += weight * row.total_reward
@@ -157,6 +155,7 @@ class BidAgent(Learner):
             "volume": [[compact(v) for v in self._volume[s]] for s in segments],
             "days": self._days,
             "last_day": self._last_day,
+            "spend": self._spend.to_json(),
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -175,9 +174,14 @@ class BidAgent(Learner):
         self._volume = {s: [float(v) for v in vol] for s, vol in zip(segments, state["volume"], strict=True)}
         self._days = int(state["days"])
         self._last_day = state["last_day"]
+        self._spend = SpendToday.from_json(state.get("spend"))
 
     def _invalidate(self) -> None:
         self._lambda = None
+
+    def remaining_budget(self, now_ms: int) -> float:
+        """The campaign's budget left at ``now_ms`` by the spend the job has seen today."""
+        return self._spend.remaining(self.budget, now_ms)
 
     # -- model and planning ---------------------------------------------------------------------
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from learners.base import Learner, check_arms, compact
 from learners.batch import ArmID, Batch
+from learners.campaigns import DAY_MS, SpendToday, parse_agent_state
 
 __all__ = ["BudgetPacer"]
-
-DAY_MS = 86_400_000
 
 
 class BudgetPacer(Learner):
     """Throttle-based pacing: the probability of entering an auction, re-planned on every request.
 
-    **Sufficient statistics** (batch rows with ``state = str(time_block)``, ``arm`` = pacing-rate
-    label such as ``"0.4"``): ``trials`` = requests seen, ``cost_sum`` = spend,
+    **Sufficient statistics** (batch rows with ``state = "<day>|<block>|<segment>"``, see
+    :func:`learners.campaigns.parse_agent_state`, the segment unused; ``arm`` = pacing-rate label
+    such as ``"0.4"``): ``trials`` = requests seen, ``cost_sum`` = spend (from ``ad.auctions``),
     ``reward_sum + delayed_sum`` = attributed value. From them the pacer learns, per block, the
     requests per day and the spend per request entered, hence ``E_t``: the spend of block ``t`` at
     full rate.
@@ -34,13 +34,14 @@ class BudgetPacer(Learner):
     paid never exceeds the bid), so the day never ends over budget.
 
     Params: ``"blocks"`` (ids), ``"arms"`` (rates), ``"cells"`` (``[requests, cost, value]`` per
-    block and rate, block-major), ``"days"``.
+    block and rate, block-major), ``"days"``, ``"spend"`` (``[day, amount]``: the campaign's spend on
+    its latest day, for the serving nodes' budget left, :meth:`remaining_budget`).
 
     Examples
     --------
     >>> from learners.batch import Batch
     >>> pacer = BudgetPacer(100.0, n_blocks=4, seed=0)
-    >>> rows = [{"state": str(t), "arm": "1", "trials": 1000, "cost_sum": 50.0} for t in range(4)]
+    >>> rows = [{"state": f"0|{t}|all", "arm": "1", "trials": 1000, "cost_sum": 50.0} for t in range(4)]
     >>> pacer.update(Batch.from_rows(rows, window_end=DAY_MS - 1))
     >>> pacer.target_rate({"time_block": 0, "remaining_budget": 100.0})
     0.5
@@ -52,6 +53,9 @@ class BudgetPacer(Learner):
     >>> pacer.admit(remaining_budget=0.1, bid=0.25)
     False
     """
+
+    CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ("budget", "n_blocks")
+    RETUNABLE: ClassVar[tuple[str, ...]] = ("budget", "half_life_ms")
 
     def __init__(
         self,
@@ -71,30 +75,25 @@ class BudgetPacer(Learner):
         self._cells: dict[tuple[int, str], list[float]] = {}  # (block, rate) -> [requests, cost, value]
         self._days = 0
         self._last_day: int | None = None
+        self._spend = SpendToday()
         self._full_spend: list[float] | None = None
 
     def _config(self) -> dict[str, Any]:
         return {"budget": self.budget, "n_blocks": self.n_blocks, "half_life_ms": self.half_life_ms}
 
     def _learn(self, batch: Batch, weight: float) -> None:
-        day = batch.window_end // DAY_MS
-        if self._last_day is None or day > self._last_day:
-            self._days += 1
-            self._last_day = day
         for row in batch.rows:
+            day, block, _ = parse_agent_state(row.state, self.n_blocks, "BudgetPacer.update")
             try:
-                block = int(row.state)
                 rate = float(row.arm)
             except ValueError:
-                raise ValueError(
-                    "BudgetPacer.update: state must be a time block and arm a rate; "
-                    f"got {row.state!r}, {row.arm!r}"
-                ) from None
-            if not (0 <= block < self.n_blocks and 0.0 <= rate <= 1.0):
-                raise ValueError(
-                    f"BudgetPacer.update: expected a block in [0, {self.n_blocks}) and a rate in [0, 1]; "
-                    f"got {block}, {rate}"
-                )
+                rate = math.nan
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"BudgetPacer.update: arm must be a pacing rate in [0, 1]; got {row.arm!r}")
+            if self._last_day is None or day > self._last_day:
+                self._days += 1
+                self._last_day = day
+            self._spend.add(day, row.cost_sum)
             cell = self._cells.setdefault((block, str(row.arm)), [0.0, 0.0, 0.0])
             cell[0] += weight * row.trials
             cell[1] += weight * row.cost_sum
@@ -114,6 +113,7 @@ class BudgetPacer(Learner):
             "cells": [[compact(v) for v in self._cells.get((b, a), zero)] for b in blocks for a in arms],
             "days": self._days,
             "last_day": self._last_day,
+            "spend": self._spend.to_json(),
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
@@ -130,9 +130,14 @@ class BudgetPacer(Learner):
                     self._cells[(int(b), str(a))] = cell
         self._days = int(state["days"])
         self._last_day = state["last_day"]
+        self._spend = SpendToday.from_json(state.get("spend"))
 
     def _invalidate(self) -> None:
         self._full_spend = None
+
+    def remaining_budget(self, now_ms: int) -> float:
+        """The campaign's budget left at ``now_ms`` by the spend the job has seen today."""
+        return self._spend.remaining(self.budget, now_ms)
 
     def full_rate_spend(self) -> list[float]:
         """``E_t``: expected spend of each block per day at pacing rate 1 (0 when nothing is known)."""

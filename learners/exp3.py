@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from learners._arm_bandit import ArmBandit
 from learners.base import check_arms
@@ -52,6 +52,8 @@ class Exp3(ArmBandit):
     """
 
     FIELDS = ("log_weight",)
+
+    RETUNABLE: ClassVar[tuple[str, ...]] = ("half_life_ms", "gamma")
 
     def __init__(
         self,

@@ -56,6 +56,8 @@ class LinUCB(Learner):
 
     USES_CONTEXT: ClassVar[bool] = True
 
+    RETUNABLE: ClassVar[tuple[str, ...]] = ("half_life_ms", "alpha")
+
     def __init__(
         self,
         features: Sequence[str],

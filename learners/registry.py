@@ -10,16 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from learners import LEARNERS, from_params
+from learners import LEARNERS
 from learners.base import Learner
 from learners.batch import SCALAR_FIELDS, Batch
+from learners.campaigns import CampaignTable
 
-# Default learner per agent: rewards are real-valued (clicks plus conversion credit, minus cost
-# for the bid agent), so Gaussian Thompson sampling over the logged actions.
+# Default learner per agent: the creative agent's rewards are real-valued (clicks plus conversion
+# credit), so Gaussian Thompson sampling over the logged creatives; the bid agent plans bid
+# multipliers against the campaign's budget (BidAgent), the budget agent paces it (BudgetPacer).
 DEFAULT_SPECS: dict[str, dict[str, Any]] = {
     "creative": {"learner": "ThompsonSampling", "dist": "gaussian"},
-    "bid": {"learner": "ThompsonSampling", "dist": "gaussian"},
-    "budget": {"learner": "ThompsonSampling", "dist": "gaussian"},
+    "bid": {"learner": "BidAgent", "multipliers": ["0.5", "0.75", "1", "1.25", "1.5"]},
+    "budget": {"learner": "BudgetPacer"},
 }
 
 
@@ -45,6 +47,13 @@ class LearnerSpecs:
                     f"config key 'learners.{agent}.learner': expected one of {sorted(LEARNERS)}, "
                     f"found {spec.get('learner')!r}"
                 )
+            for name in LEARNERS[spec["learner"]].CAMPAIGN_ARGS:
+                if name in spec:
+                    raise ValueError(
+                        f"config key 'learners.{agent}.{name}': expected nothing here (it is per "
+                        f"campaign: campaigns.budgets, campaigns.daily_budget, campaigns.time_blocks), "
+                        f"found {spec[name]!r}"
+                    )
         object.__setattr__(self, "specs", merged)
 
     @classmethod
@@ -64,10 +73,19 @@ class LearnerSpecs:
     def to_mapping(self) -> dict[str, Any]:
         return {agent: dict(spec) for agent, spec in self.specs.items()}
 
-    def build(self, campaign_id: str, agent: str) -> Learner:
-        """A fresh learner, seeded from its key so every replay draws the same numbers."""
+    def build(self, campaign_id: str, agent: str, campaigns: CampaignTable | None = None) -> Learner:
+        """A fresh learner, seeded from its key so every replay draws the same numbers; a bid or
+        budget learner gets the campaign's daily budget and the day's time blocks from ``campaigns``.
+
+        >>> table = CampaignTable(time_blocks=12, budgets={"c01": 150.0})
+        >>> LearnerSpecs().build("c01", "budget", table).to_params()["config"]
+        {'budget': 150.0, 'n_blocks': 12, 'half_life_ms': None}
+        """
         spec = dict(self.specs.get(agent) or DEFAULT_SPECS["creative"])
         cls = LEARNERS[spec.pop("learner")]
+        table = campaigns or CampaignTable()
+        per_campaign = {"budget": table.budget(campaign_id), "n_blocks": table.time_blocks}
+        spec.update({name: per_campaign[name] for name in cls.CAMPAIGN_ARGS})
         seed = zlib.crc32(f"{campaign_id}|{agent}".encode())
         return cls(**spec, seed=seed)
 
@@ -94,13 +112,55 @@ def batch_from_aggregate(row: Mapping[str, Any]) -> Batch:
     return Batch.from_rows(rows, window_end=int(row.get("event_time") or 0))
 
 
+def reconcile(stored: Mapping[str, Any], fresh: Learner) -> tuple[Learner, bool]:
+    """The learner of a key from its ``stored`` params under the config it has now (``fresh``,
+    built from it), and whether the config had changed.
+
+    The rule, when the config was edited after the params were stored (a restore under a new
+    ``adloop.yaml``, a campaign's new budget):
+
+    - same learner class, and only its re-tunable arguments changed (``RETUNABLE``: e.g. a
+      budget, an exploration rate, a half-life): the learned state is kept, under the new values;
+    - anything else (another class, another arm grid, other features or time blocks): the key
+      starts afresh from the new config;
+    - either way its versions go on from the stored one, so serving nodes take the next publish.
+
+    >>> from learners import ThompsonSampling, UCB
+    >>> old = UCB(delta=1.0, seed=0); old.continue_from(7); stored = old.to_params()
+    >>> learner, changed = reconcile(stored, UCB(delta=0.5, seed=0))
+    >>> type(learner).__name__, learner.version, learner.delta, changed
+    ('UCB', 7, 0.5, True)
+    >>> learner, changed = reconcile(stored, ThompsonSampling(seed=0))
+    >>> type(learner).__name__, learner.version, changed
+    ('ThompsonSampling', 7, True)
+    """
+    cls = type(fresh)
+    old = stored.get("config") or {}
+    new = fresh.to_params()["config"]
+    if stored.get("learner") == cls.__name__ and old == new:
+        return cls.from_params(stored, seed=fresh.seed), False
+    changed = {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+    if stored.get("learner") == cls.__name__ and changed <= set(cls.RETUNABLE):
+        try:
+            return cls.from_params({**stored, "config": new}, seed=fresh.seed), True
+        except (ValueError, KeyError, TypeError, IndexError):
+            pass  # the state does not load under the new values: start afresh
+    fresh.continue_from(int(stored.get("version") or 0))
+    return fresh, True
+
+
 class KeyedLearners:
     """Learners by key over serialized params: an in-memory cache in front of the params the
-    caller keeps in durable (Flink keyed) state."""
+    caller keeps in durable (Flink keyed) state. A key whose stored params were made under
+    another config is handled by :func:`reconcile` (counted in ``config_changes``)."""
 
-    def __init__(self, specs: LearnerSpecs, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, specs: LearnerSpecs, *, campaigns: CampaignTable | None = None, cache_size: int = 10_000
+    ) -> None:
         self.specs = specs
+        self.campaigns = campaigns or CampaignTable()
         self.cache_size = cache_size
+        self.config_changes = 0
         self._cache: dict[tuple[str, str], Learner] = {}
 
     def learner(self, campaign_id: str, agent: str, stored: Mapping[str, Any] | None) -> Learner:
@@ -109,7 +169,10 @@ class KeyedLearners:
         # The cache is only trusted while it matches the durable state (after a restore it won't).
         if cached is not None and (stored is None or stored.get("version") == cached.version):
             return cached
-        learner = from_params(stored) if stored is not None else self.specs.build(campaign_id, agent)
+        learner = self.specs.build(campaign_id, agent, self.campaigns)
+        if stored is not None:
+            learner, changed = reconcile(stored, learner)
+            self.config_changes += changed
         if len(self._cache) >= self.cache_size:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = learner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from learners._arm_bandit import ArmBandit
 from learners.base import check_arms
@@ -47,6 +47,8 @@ class UCB(ArmBandit):
     """
 
     FIELDS = ("trials", "reward")
+
+    RETUNABLE: ClassVar[tuple[str, ...]] = ("half_life_ms", "delta")
 
     def __init__(
         self,

@@ -31,6 +31,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from learners.campaigns import CampaignTable
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 
 RETRY_MS = 1_000  # how often a key whose publish found Redis down tries again
@@ -61,6 +62,8 @@ class OperatorSettings:
     publish_every_n: int = 1
     idle_expiry_ms: int = 7 * 86_400_000
     specs: dict[str, Any] = field(default_factory=dict)
+    # The campaign table (learners.campaigns.CampaignTable.to_mapping): budgets and time blocks.
+    campaigns: dict[str, Any] = field(default_factory=dict)
     # RedisPolicyStore's other arguments (ACL user, TLS files); the password as a ${env:...} or
     # ${file:...} reference, resolved on the TaskManager, so no secret travels in the job graph.
     redis_options: dict[str, Any] = field(default_factory=dict)
@@ -108,7 +111,9 @@ class LearnerOperator(KeyedProcessFunction):
         # Registered timers by key: the next publish (or retry) timer and the expiry timer.
         self._publish_timers: dict[tuple[str, str], int] = {}
         self._expiry_timers: dict[tuple[str, str], int] = {}
-        self._learners = KeyedLearners(LearnerSpecs(self.settings.specs))
+        self._learners = KeyedLearners(
+            LearnerSpecs(self.settings.specs), campaigns=CampaignTable.from_mapping(self.settings.campaigns)
+        )
         options = dict(self.settings.redis_options)
         if options.get("password"):
             options["password"] = secrets.resolve(options["password"], "redis.password")
@@ -120,6 +125,8 @@ class LearnerOperator(KeyedProcessFunction):
         self._published = metrics.counter("policies_published")
         self._failures = metrics.counter("publish_failures")
         self._learner_errors = metrics.counter("learner_errors")
+        # Keys whose stored params were made under another config (learners.registry.reconcile).
+        metrics.gauge("learner_config_changes", lambda: self._learners.config_changes)
         self._latency_ms = 0
         metrics.gauge("publish_latency_ms", lambda: self._latency_ms)
 

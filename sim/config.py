@@ -47,6 +47,8 @@ class SimConfig:
     diurnal_amplitude: float = 0.5  # hourly traffic = mean * (1 + a * sin(...))
     daily_budget_range: tuple[float, float] = (100.0, 300.0)
     bid_multipliers: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    pacing_rates: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # the budget agent's actions
+    time_blocks: int = 24  # blocks of the UTC day in the agents' context (campaigns.time_blocks)
     feature_dim: int = 8
 
     # Clicks
@@ -166,6 +168,12 @@ def _multipliers(key: str, value: Any) -> None:
         _fail(key, "a non-empty tuple of distinct positive floats", value)
 
 
+def _rates(key: str, value: Any) -> None:
+    ok = isinstance(value, tuple) and len(value) > 0 and all(_is_number(v) and 0 <= v <= 1 for v in value)
+    if not ok or len(set(value)) != len(value):
+        _fail(key, "a non-empty tuple of distinct rates in [0, 1]", value)
+
+
 def _prefix(key: str, value: Any) -> None:
     if not isinstance(value, str) or any(c.isspace() for c in value):
         _fail(key, "a string without whitespace", value)
@@ -186,6 +194,8 @@ _CHECKS = {
     "diurnal_amplitude": _float(0, 1, hi_open=True),
     "daily_budget_range": _range(0, _INF),
     "bid_multipliers": _multipliers,
+    "pacing_rates": _rates,
+    "time_blocks": _int(1, 1440),
     "feature_dim": _int(2, 10_000),
     "ctr_range": _range(0, 0.5),
     "click_delay_median_s": _float(0, 3600, lo_open=True, hi_open=True),

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.events import CLICKS, CONVERSIONS, IMPRESSIONS, schema
+from contract.events import AUCTIONS, CLICKS, CONVERSIONS, IMPRESSIONS, schema
 from sim.config import DAY_MS, SimConfig
 
 MALFORMED_KINDS = (
@@ -32,9 +32,10 @@ MALFORMED_KINDS = (
     "bad_propensity",
     "future_ts",
 )
-_MONEY = {IMPRESSIONS: "win_price", CONVERSIONS: "value"}
+_MONEY = {IMPRESSIONS: "win_price", CONVERSIONS: "value", AUCTIONS: "bid"}
 KINDS_BY_TOPIC = {
     IMPRESSIONS: MALFORMED_KINDS,
+    AUCTIONS: MALFORMED_KINDS,
     CLICKS: tuple(k for k in MALFORMED_KINDS if k not in ("negative_money", "nan_money", "bad_propensity")),
     CONVERSIONS: tuple(k for k in MALFORMED_KINDS if k != "bad_propensity"),
 }
@@ -118,11 +119,12 @@ def malform(kind: str, topic: str, payload: dict[str, Any], rng: random.Random) 
 class Noise:
     """Turns clean events into the records that arrive, logging every injected fault."""
 
-    def __init__(self, config: SimConfig, rng: random.Random, log: NoiseLog) -> None:
+    def __init__(self, config: SimConfig, rng: random.Random, log: NoiseLog, bad_tag: str = "bad") -> None:
         self.config = config
         self.log = log
         self._rng = rng
         self._bad = 0
+        self._bad_tag = bad_tag  # malformed records' event ids: <prefix>-<bad_tag><n>
 
     def emit(self, topic: str, key: bytes, payload: dict[str, Any], ts: int) -> list[SimRecord]:
         cfg, rng = self.config, self._rng
@@ -149,7 +151,7 @@ class Noise:
         kinds = KINDS_BY_TOPIC[topic]
         kind = kinds[rng.randrange(len(kinds))]
         self._bad += 1
-        bad_id = f"{self.config.prefix}-bad{self._bad}"
+        bad_id = f"{self.config.prefix}-{self._bad_tag}{self._bad}"
         value = malform(kind, topic, {**payload, "event_id": bad_id}, rng)
         arrival = ts + rng.randint(0, self.config.out_of_order_ms)
         kept_id = bad_id if kind != "invalid_json" and bad_id.encode() in value else None

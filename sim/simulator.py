@@ -22,17 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from contract.events import CLICKS, CONVERSIONS, CURRENT_VERSION, IMPRESSIONS
+from contract.events import AUCTIONS, CLICKS, CONVERSIONS, CURRENT_VERSION, IMPRESSIONS
 from sim.config import DAY_MS, HOUR_MS, SimConfig
-from sim.market import STREAM_NOISE, STREAM_TRAFFIC, Market, rng_stream
+from sim.market import STREAM_AUCTION_NOISE, STREAM_NOISE, STREAM_TRAFFIC, Market, rng_stream
 from sim.noise import Noise, NoiseLog, SimRecord
-from sim.policies import Request, ServingPolicy, UniformRandomPolicy, interpret
+from sim.policies import BID, BUDGET, Request, ServingPolicy, UniformRandomPolicy, interpret
 from sim.truth import GroundTruth
 
 MICROS = 1_000_000
 # A campaign stops for the day once less than this share of its daily budget is left.
 EXHAUSTED_SHARE = 0.001
-_IMP, _CLICK, _CONV = 0, 1, 2  # tie order at equal ts: touches before the conversions they cause
+_IMP, _CLICK, _CONV, _AUCTION = 0, 1, 2, 3  # tie order at equal ts: touches before their conversions
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,10 @@ class Simulator:
     >>> len(chunks)  # 24 simulated hours, then the stragglers
     25
     >>> records = [r for chunk in chunks for r in chunk.records]
-    >>> records[0].topic, records[0].key
-    ('ad.impressions', b's7-i1')
+    >>> records[0].topic, records[0].key  # the serving node's log of the first request
+    ('ad.auctions', b's7-r1')
+    >>> sorted({r.topic for r in records})
+    ['ad.auctions', 'ad.clicks', 'ad.conversions', 'ad.impressions']
     >>> all(a.arrival_ms <= b.arrival_ms for a, b in zip(records, records[1:]))
     True
     """
@@ -75,11 +77,15 @@ class Simulator:
         self._traffic = rng_stream(config.seed, STREAM_TRAFFIC)
         noise_seed = int(rng_stream(config.seed, STREAM_NOISE).integers(2**63))
         self._noise = Noise(config, random.Random(noise_seed), self.noise_log)
+        # Auction records get noise of their own stream, so logging them leaves the other topics'
+        # records of a seed as they were.
+        auction_seed = int(rng_stream(config.seed, STREAM_AUCTION_NOISE).integers(2**63))
+        self._auction_noise = Noise(config, random.Random(auction_seed), self.noise_log, bad_tag="abad")
         self._pending: list[tuple[Any, ...]] = []  # heap of clean events by (ts, kind, seq)
         self._arrivals: list[tuple[int, int, SimRecord]] = []  # heap by (arrival_ms, seq)
         self._seq = 0
-        self._ids = {"imp": 0, "click": 0, "conv": 0}
-        self._emitted = {IMPRESSIONS: 0, CLICKS: 0, CONVERSIONS: 0}
+        self._ids = {"imp": 0, "click": 0, "conv": 0, "req": 0}
+        self._emitted = {IMPRESSIONS: 0, CLICKS: 0, CONVERSIONS: 0, AUCTIONS: 0}
         self._spent = [0] * len(self.market.campaigns)  # micros, today
         self._started = False
 
@@ -161,12 +167,15 @@ class Simulator:
         served = interpret(request, self.policy.decide(request), self.policy)
         if u_pace >= served.pacing_rate:
             stats["throttled"] += 1
+            self._log_auction(request, served.decisions, 0, None)
             return
         bid = min(math.floor(camp.base_bid * served.bid_multiplier * MICROS), remaining)
         if bid < price:  # second price: win at or above the market price, pay the market price
             stats["lost"] += 1
+            self._log_auction(request, served.decisions, bid, None)
             return
         stats["won"] += 1
+        self._log_auction(request, served.decisions, bid, price)
         self._spent[c] += price
         n, prefix = self._next("imp"), self.config.prefix
         imp_id = f"{prefix}-i{n}"
@@ -200,6 +209,30 @@ class Simulator:
         if u_conv < p_conv:
             stats["conversions"] += 1
             self._conversion(touch_ts + conv_delay, user_id, camp.campaign_id, value, cause, imp_id)
+
+    def _log_auction(self, request: Request, decisions, bid: int, price: int | None) -> None:
+        """The serving node's ``ad.auctions`` record of a request: its bid (micros; 0 when
+        throttled), whether it won and the price paid, and the bid and budget agents' decisions
+        (the bid agent's only when the request was entered). Not logged when neither agent acted."""
+        acted = [d.to_json() for d in decisions if d.agent == BUDGET or (d.agent == BID and bid > 0)]
+        if not acted:
+            return
+        n, prefix = self._next("req"), self.config.prefix
+        record: dict[str, Any] = {
+            "schema_version": CURRENT_VERSION,
+            "event_id": f"{prefix}-ea{n}",
+            "request_id": f"{prefix}-r{n}",
+            "ts": request.ts,
+            "campaign_id": request.campaign_id,
+            "segment": request.segment,
+            "time_block": (request.ts % DAY_MS) * self.config.time_blocks // DAY_MS,
+            "bid": bid / MICROS,
+            "won": int(price is not None),
+            "decisions": acted,
+        }
+        if price is not None:
+            record["clearing_price"] = price / MICROS
+        self._schedule(request.ts, _AUCTION, AUCTIONS, record["request_id"], record, ())
 
     def _organic(self, t0: int) -> None:
         """Conversions no touch caused (the user would have bought anyway)."""
@@ -250,6 +283,12 @@ class Simulator:
                 self.truth.add_touch(
                     meta[0], meta[1], "impression", payload["impression_id"], payload["impression_id"], ts
                 )
+            elif kind == _AUCTION:
+                self._emitted[topic] += 1
+                for record in self._auction_noise.emit(topic, key, payload, ts):
+                    self._seq += 1
+                    heapq.heappush(arrivals, (record.arrival_ms, self._seq, record))
+                continue
             elif kind == _CLICK:
                 self.truth.add_touch(
                     meta[0], meta[1], "click", payload["event_id"], payload["impression_id"], ts
@@ -275,7 +314,7 @@ class Simulator:
 
     def _finish(self) -> None:
         """Events due after the simulated period never happen inside it: count and drop them."""
-        after = {IMPRESSIONS: 0, CLICKS: 0, CONVERSIONS: 0}
+        after = {IMPRESSIONS: 0, CLICKS: 0, CONVERSIONS: 0, AUCTIONS: 0}
         for item in self._pending:
             after[item[3]] += 1
         self._pending.clear()

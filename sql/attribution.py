@@ -23,7 +23,7 @@ from contract import events
 from sql import schema
 
 
-def _reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str) -> str:
+def reward_expression(rewards: RewardConfig, click: str, credit: str, cost: str) -> str:
     """The configured reward per agent as one CASE over the ``agent`` column."""
     branches = []
     for agent in AGENTS:
@@ -72,7 +72,7 @@ FROM ADLOOP_CLICK_OUTCOMES(
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS initial_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'initial' AS kind, CAST(NULL AS STRING) AS conversion_id,
-       {_reward_expression(rewards, "click", "0.0", "win_price")} AS reward,
+       {reward_expression(rewards, "click", "0.0", "win_price")} AS reward,
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
        ts AS event_ts, reward_ts, outcome_time AS reward_time
 FROM (
@@ -124,7 +124,7 @@ FROM ADLOOP_ATTRIBUTE(
         f"""CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
-       {_reward_expression(rewards, "0.0", "credit", "0.0")} AS reward,
+       {reward_expression(rewards, "0.0", "credit", "0.0")} AS reward,
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (

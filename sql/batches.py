@@ -22,14 +22,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from attribution.config import RewardConfig
+from contract import events
+from learners.campaigns import CampaignTable
+from sql.attribution import reward_expression
 from sql.ingest import interval
 from sql.schema import ARM_FIELDS, columns
+
+# The agents that learn per bid request: their trials, wins and spend come from ``ad.auctions``;
+# their reward rows add only value (the click and credit part of their reward).
+AUCTION_AGENTS = ("bid", "budget")
 
 
 def batches_views(
     interval_ms: int,
     feature_dim: int,
-    n_blocks: int = 24,
+    campaigns: CampaignTable | None = None,
+    rewards: RewardConfig | None = None,
     source: str = "rewards",
     contextual_agents: Sequence[str] = (),
     clock: str = "processing",
@@ -38,8 +47,13 @@ def batches_views(
     the window, ms, for learners that discount by event time), campaign_id, agent and ``arms``;
     ``learner_batch_arms``: the same with one row per arm.
 
-    ``state`` is ``""`` for the creative agent and ``"<block>|<segment>"`` (block of the UTC day
-    of the impression) for the bid and budget agents.
+    The creative agent's rows are its reward rows, with ``state`` ``""``: a trial and a win per
+    impression, its reward, and its cost. The bid and budget agents' rows are keyed by
+    ``state = "<day>|<block>|<segment>"`` (``CampaignTable.agent_state_sql``, of the request's event
+    time) and come from two streams: every ``ad.auctions`` request is a trial (kind ``request``,
+    or ``won`` with a win and its clearing price as cost), and every reward row adds its value
+    (kind ``value``: the click and credit terms of the agent's reward, its cost term left out
+    since the spend is counted once per request from the auctions).
 
     ``xx`` (Σxxᵀ, row-major) and ``rx`` (Σrx) are computed for ``contextual_agents`` only and NULL
     for the others: they are ``feature_dim² + feature_dim`` sums per arm, most of the micro-batches'
@@ -47,17 +61,31 @@ def batches_views(
     """
     if clock not in ("processing", "event"):
         raise ValueError(f"batches_views: clock must be 'processing' or 'event', got {clock!r}")
+    campaigns = campaigns or CampaignTable()
+    rewards = rewards or RewardConfig()
     time = "arrived" if clock == "processing" else "reward_time"
-    block_ms = 86_400_000 // n_blocks
+    per_request = "agent IN (" + ", ".join(f"'{a}'" for a in AUCTION_AGENTS) + ")"
+    decision_fields = ", ".join(columns(events.item_columns(events.AUCTIONS, "decisions")))
     # Columns in the order the aggregate reads them (keys, MAX's argument, ADLOOP_ARM_STATS's,
     # the time attribute): the planner pushes this projection under the union of initial and
     # delayed rewards, and with nothing left to reorder no projection of its own runs over it.
     keyed = f"""CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN agent = 'creative' THEN ''
-            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / {block_ms} AS STRING), '|', segment) END AS state,
-       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, reward_time, features
-FROM {source}"""
+       CASE WHEN {per_request} THEN {campaigns.agent_state_sql("event_ts", "segment")} ELSE '' END AS state,
+       action AS arm,
+       CASE WHEN {per_request} AND kind = 'initial' THEN 'value' ELSE kind END AS kind,
+       CASE WHEN {per_request} THEN {reward_expression(rewards, "click", "credit", "0.0")} ELSE reward END
+         AS reward,
+       propensity, CASE WHEN {per_request} THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
+       PROCTIME() AS arrived, reward_time, features
+FROM {source}
+UNION ALL
+SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
+       action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
+       propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
+       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
+FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d ({decision_fields})
+WHERE {per_request}"""
     contextual = sorted(contextual_agents) if feature_dim > 0 else []
     stats = "ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost"
     if contextual:

@@ -24,7 +24,12 @@ from typing import Any
 from contract import events
 
 # View name stem per topic.
-STEMS = {events.IMPRESSIONS: "impressions", events.CLICKS: "clicks", events.CONVERSIONS: "conversions"}
+STEMS = {
+    events.IMPRESSIONS: "impressions",
+    events.CLICKS: "clicks",
+    events.CONVERSIONS: "conversions",
+    events.AUCTIONS: "auctions",
+}
 
 # SQL name -> class of the project's JVM functions (udf/).
 FUNCTIONS = {

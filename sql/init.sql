@@ -263,6 +263,69 @@ CREATE TEMPORARY VIEW IF NOT EXISTS ontime_conversions AS SELECT * FROM (
 ) WHERE event_rank = 1)
 ) WHERE conversion_rank = 1;
 
+CREATE TABLE IF NOT EXISTS raw_auctions (
+  payload STRING,
+  src_topic STRING METADATA FROM 'topic' VIRTUAL,
+  src_partition INT METADATA FROM 'partition' VIRTUAL,
+  src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  proctime AS PROCTIME(),
+  rowtime AS CASE WHEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) <= TIMESTAMPADD(SECOND, 300, kafka_ts) THEN TO_TIMESTAMP_LTZ(ADLOOP_EVENT_TIME(payload), 3) ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  WATERMARK FOR rowtime AS rowtime - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3)
+) WITH (
+  'connector' = 'kafka',
+  'topic' = 'ad.auctions',
+  'properties.bootstrap.servers' = '127.0.0.1:9092',
+  'properties.group.id' = 'adloop-feedback',
+  'scan.startup.mode' = 'earliest-offset',
+  'properties.isolation.level' = 'read_committed',
+  'format' = 'raw'
+);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS clocked_auctions AS
+SELECT *, MAX(CAST(rowtime AS TIMESTAMP(3))) OVER (
+  PARTITION BY src_partition ORDER BY proctime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+) AS partition_time
+FROM raw_auctions;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS checked_auctions AS
+SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime, partition_time,
+  CASE WHEN parsed.reason IS NOT NULL THEN parsed.reason
+    WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
+    ELSE CAST(NULL AS STRING) END AS reason,
+  parsed
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"request_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"time_block","type":"integer","required":true,"minimum":0,"maximum":1439},{"name":"bid","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"won","type":"integer","required":true,"minimum":0,"maximum":1},{"name":"clearing_price","type":"number","required":false,"minimum":0,"maximum":1000000},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":2}],"max_bytes":65536}') AS parsed FROM clocked_auctions);
+
+CREATE TEMPORARY VIEW IF NOT EXISTS valid_auctions AS
+SELECT
+  CAST(parsed.`schema_version` AS BIGINT) AS `schema_version`,
+  CAST(parsed.`event_id` AS STRING) AS `event_id`,
+  CAST(parsed.`request_id` AS STRING) AS `request_id`,
+  CAST(parsed.`ts` AS BIGINT) AS `ts`,
+  CAST(parsed.`campaign_id` AS STRING) AS `campaign_id`,
+  CAST(parsed.`segment` AS STRING) AS `segment`,
+  CAST(parsed.`time_block` AS BIGINT) AS `time_block`,
+  CAST(parsed.`bid` AS DOUBLE) AS `bid`,
+  CAST(parsed.`won` AS BIGINT) AS `won`,
+  CAST(parsed.`clearing_price` AS DOUBLE) AS `clearing_price`,
+  parsed.`decisions` AS `decisions`,
+  payload,
+  src_topic,
+  src_partition,
+  src_offset,
+  rowtime,
+  proctime,
+  partition_time
+FROM checked_auctions
+WHERE reason IS NULL;
+
+CREATE TEMPORARY VIEW IF NOT EXISTS late_auctions AS SELECT * FROM valid_auctions WHERE (CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime));
+
+CREATE TEMPORARY VIEW IF NOT EXISTS ontime_auctions AS SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proctime ASC) AS event_rank
+  FROM valid_auctions WHERE NOT COALESCE((CAST(rowtime AS TIMESTAMP(3)) <= partition_time - INTERVAL '0 00:01:00.000' DAY(3) TO SECOND(3) OR rowtime <= CURRENT_WATERMARK(rowtime)), FALSE)
+) WHERE event_rank = 1;
+
 CREATE TEMPORARY VIEW IF NOT EXISTS click_events AS
 SELECT impression_id, rowtime AS event_time, 0 AS is_click, ts, user_id, campaign_id, segment, win_price,
        features, decisions
@@ -344,18 +407,31 @@ SELECT * FROM initial_rewards UNION ALL SELECT * FROM delayed_rewards;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS dlq_rows AS SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_impressions WHERE reason IS NOT NULL
 UNION ALL SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_clicks WHERE reason IS NOT NULL
-UNION ALL SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_conversions WHERE reason IS NOT NULL;
+UNION ALL SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_conversions WHERE reason IS NOT NULL
+UNION ALL SELECT ADLOOP_COUNTED(CASE WHEN CHAR_LENGTH(payload) > 4096 THEN SUBSTRING(payload FROM 1 FOR 4096) ELSE payload END, 'dlq_records') AS payload, reason, src_topic, src_partition, src_offset, CHAR_LENGTH(payload) AS payload_length FROM checked_auctions WHERE reason IS NOT NULL;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS late_rows AS SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_impressions
 UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_clicks
-UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_conversions;
+UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_conversions
+UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, ts, src_topic, src_partition, src_offset FROM late_auctions;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN agent = 'creative' THEN ''
-            ELSE CONCAT(CAST(MOD(event_ts, 86400000) / 3600000 AS STRING), '|', segment) END AS state,
-       action AS arm, kind, reward, propensity, cost, PROCTIME() AS arrived, reward_time, features
-FROM rewards;
+       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) ELSE '' END AS state,
+       action AS arm,
+       CASE WHEN agent IN ('bid', 'budget') AND kind = 'initial' THEN 'value' ELSE kind END AS kind,
+       CASE WHEN agent IN ('bid', 'budget') THEN CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 END ELSE reward END
+         AS reward,
+       propensity, CASE WHEN agent IN ('bid', 'budget') THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
+       PROCTIME() AS arrived, reward_time, features
+FROM rewards
+UNION ALL
+SELECT campaign_id, agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING), '|', CAST(MOD(ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) AS state,
+       action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
+       propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
+       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
+FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d (agent, action, propensity, policy_version)
+WHERE agent IN ('bid', 'budget');
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,

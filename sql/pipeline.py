@@ -53,6 +53,8 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
         *batches.batches_views(
             interval_ms,
             cfg.batches.feature_dim,
+            campaigns=cfg.campaigns,
+            rewards=cfg.rewards,
             contextual_agents=cfg.learners.contextual_agents(),
             clock=clock,
         ),

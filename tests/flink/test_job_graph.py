@@ -36,12 +36,13 @@ def test_learner_operator_has_a_fixed_uid(tmp_path):
 def test_initial_rewards_are_unnested_once_and_impressions_deduplicated_once(tmp_path):
     # Three readers take the rewards (the Kafka and Parquet sinks and the micro-batches). The
     # initial reward rows (three per impression) are unnested once for them all, the delayed ones
-    # once per reader: four Correlates; from SQL text alone there were six. The deduplications stay
-    # one per stream (impressions, clicks, conversions by event_id and by conversion_id): four;
-    # sharing the delayed rows as well gave the impressions a second one.
+    # once per reader: four Correlates, and a fifth for the auctions' decisions (one reader, the
+    # micro-batches); from SQL text alone there were six for the rewards. The deduplications stay
+    # one per stream (impressions, clicks, conversions by event_id and by conversion_id, auctions):
+    # five; sharing the delayed rows as well gave the impressions a second one.
     names = [node.getOperatorName() for node in _stream_nodes(tmp_path)]
-    assert len([name for name in names if name.startswith("Correlate")]) == 4, names
-    assert len([name for name in names if name.startswith("Deduplicate")]) == 4, names
+    assert len([name for name in names if name.startswith("Correlate")]) == 5, names
+    assert len([name for name in names if name.startswith("Deduplicate")]) == 5, names
 
 
 def test_no_task_of_the_job_is_a_lone_projection(tmp_path):

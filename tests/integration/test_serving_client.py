@@ -162,7 +162,7 @@ def test_same_seed_same_choices(store: RedisPolicyStore) -> None:
 def bid_record(campaign: str, version: int) -> PolicyRecord:
     agent = BidAgent(["0.5", "1", "1.5"], budget=50.0, n_blocks=2, max_bid=100.0, epsilon=0.0, seed=0)
     rows = [
-        {"state": f"{t}|young", "arm": m, "trials": 100, "reward_sum": r, "cost_sum": c}
+        {"state": f"0|{t}|young", "arm": m, "trials": 100, "reward_sum": r, "cost_sum": c}
         for t in (0, 1)
         for m, r, c in (("0.5", 2, 3), ("1", 3, 8), ("1.5", 3.5, 15))
     ]

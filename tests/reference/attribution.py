@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from attribution.config import AttributionConfig, RewardConfig
-from contract.events import CLICKS, CONVERSIONS, IMPRESSIONS
+from contract.events import AUCTIONS, CLICKS, CONVERSIONS, IMPRESSIONS
 from sim.noise import SimRecord
 from sim.validate import check_record
 from tests.reference.validation import parse_valid
@@ -83,7 +83,7 @@ def valid_events(records: Iterable[SimRecord], late_event_ids: Iterable[str]) ->
         key = (record.topic, event["event_id"])
         copies[key] += 1
         first.setdefault(key, event)
-    by_topic: dict[str, list[dict]] = {IMPRESSIONS: [], CLICKS: [], CONVERSIONS: []}
+    by_topic: dict[str, list[dict]] = {IMPRESSIONS: [], CLICKS: [], CONVERSIONS: [], AUCTIONS: []}
     seen_conversions: set[str] = set()
     for (topic, event_id), event in first.items():
         if late[event_id] >= copies[(topic, event_id)]:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from contract.events import CLICKS, CONVERSIONS, IMPRESSIONS
+from contract.events import AUCTIONS, CLICKS, CONVERSIONS, IMPRESSIONS
 from sim.noise import SimRecord
 from sim.validate import FUTURE_TOLERANCE_MS
 
@@ -84,6 +84,17 @@ FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
         "decisions": _decisions,
     },
     CLICKS: {**_COMMON, "impression_id": _text},
+    AUCTIONS: {
+        **_COMMON,
+        "request_id": _text,
+        "campaign_id": _text,
+        "segment": _text,
+        "time_block": lambda v: _non_negative_int(v) and v < 1440,
+        "bid": _money,
+        "won": lambda v: _integer(v) and v in (0, 1),
+        "clearing_price": _money,
+        "decisions": lambda v: _decisions(v) and all(d["agent"] in ("bid", "budget") for d in v),
+    },
     CONVERSIONS: {
         **_COMMON,
         "conversion_id": _text,
@@ -94,6 +105,10 @@ FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
 }
 
 
+# Fields a record of the topic may leave out.
+OPTIONAL: dict[str, set[str]] = {AUCTIONS: {"clearing_price"}}
+
+
 def parse_valid(record: SimRecord) -> dict[str, Any] | None:
     """The parsed event if ``record`` passes validation, else None (it belongs in the DLQ)."""
     try:
@@ -101,9 +116,10 @@ def parse_valid(record: SimRecord) -> dict[str, Any] | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     fields = FIELDS[record.topic]
-    if not isinstance(event, dict) or event.keys() != fields.keys():
-        return None  # every field is required and no other is allowed
-    if not all(check(event[name]) for name, check in fields.items()):
+    optional = OPTIONAL.get(record.topic, set())
+    if not isinstance(event, dict) or not fields.keys() - optional <= event.keys() <= fields.keys():
+        return None  # every field but the optional ones is required, and no other is allowed
+    if not all(check(event[name]) for name, check in fields.items() if name in event):
         return None
     if event["ts"] > record.arrival_ms + FUTURE_TOLERANCE_MS:
         return None

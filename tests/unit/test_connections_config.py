@@ -81,7 +81,7 @@ def test_every_kafka_table_of_the_job_gets_the_properties_and_the_transactional_
     cfg = secured(transactional_id_prefix="feedback-7")
     statements = pipeline.source_statements(cfg) + outputs.sink_statements(cfg)
     kafka_tables = [s for s in statements if "'connector' = 'kafka'" in s]
-    assert len(kafka_tables) == 3 + 4  # three sources, four Kafka sinks (the fifth is Parquet)
+    assert len(kafka_tables) == 4 + 4  # four sources, four Kafka sinks (the fifth is Parquet)
     shaded = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule"
     for ddl in kafka_tables:
         assert "'properties.security.protocol' = 'SASL_SSL'" in ddl
@@ -128,7 +128,7 @@ def test_the_job_role_covers_exactly_the_topics_group_and_transactional_ids_the_
     cfg = app_config.AppConfig()
     acls = kafka_acls(cfg, "job")
     topics = {(a.name, a.operation) for a in acls if a.resource_type == "TOPIC"}
-    assert topics == {(t, "READ") for t in (events.IMPRESSIONS, events.CLICKS, events.CONVERSIONS)} | {
+    assert topics == {(t, "READ") for t in events.TOPICS} | {
         (t, "WRITE") for t in cfg.kafka.output_topics()
     }
     assert {(a.resource_type, a.name, a.pattern) for a in acls if a.resource_type != "TOPIC"} == {

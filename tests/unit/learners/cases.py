@@ -58,7 +58,7 @@ def _bid_row(rng: random.Random, arm: Any) -> ArmStats:
     m = float(arm)
     return ArmStats(
         arm=arm,
-        state=f"{rng.randrange(4)}|{rng.choice(SEGMENTS)}",
+        state=f"{rng.randrange(3)}|{rng.randrange(4)}|{rng.choice(SEGMENTS)}",
         trials=n,
         reward_sum=rng.randint(0, n // 3 + 1) * min(m, 1.0),
         cost_sum=round(n * 0.1 * m * rng.uniform(0.5, 1.0), 4),
@@ -69,7 +69,7 @@ def _pacer_row(rng: random.Random, arm: Any) -> ArmStats:
     n = rng.randint(1, 50)
     return ArmStats(
         arm=arm,
-        state=str(rng.randrange(4)),
+        state=f"{rng.randrange(3)}|{rng.randrange(4)}|all",
         trials=n,
         reward_sum=rng.randint(0, 3),
         cost_sum=round(n * float(arm) * rng.uniform(0.05, 0.2), 4),

@@ -88,7 +88,7 @@ def run_day(
     *,
     budget: float,
     on_block: OnBlock | None = None,
-    state_key: Callable[[int, str], str] = lambda h, s: f"{h}|{s}",
+    day: int = 0,
 ) -> DayResult:
     """One day of second-price auctions for ``camp``, showing its best creative per segment.
 
@@ -120,7 +120,7 @@ def run_day(
         s = m.segments[int(draws.segment[i])]
         result.requests += 1
         bid, arm, rate = bidder(h, float(draws.elapsed[i]), s, remaining)
-        cell = cells.setdefault((state_key(h, s), arm), [0.0, 0.0, 0.0, 0.0])
+        cell = cells.setdefault((f"{day}|{h}|{s}", arm), [0.0, 0.0, 0.0, 0.0])
         cell[0] += 1
         if draws.u_pace[i] >= rate:
             continue

@@ -185,7 +185,7 @@ def test_bid_agent_first_action_matches_brute_force_planning() -> None:
     rows = [
         ArmStats(
             arm=m,
-            state=f"{t}|s",
+            state=f"0|{t}|s",
             trials=volume[t] / 3,
             reward_sum=volume[t] / 3 * value[m],
             cost_sum=volume[t] / 3 * cost[m],
@@ -217,9 +217,9 @@ def test_bid_agent_first_action_matches_brute_force_planning() -> None:
 def test_budget_pacer_target_rate_spreads_the_remaining_budget() -> None:
     pacer = BudgetPacer(120.0, n_blocks=3, seed=0)
     rows = [
-        {"state": "0", "arm": "1", "trials": 100, "cost_sum": 20.0},  # full-rate spend 20
-        {"state": "1", "arm": "0.5", "trials": 400, "cost_sum": 40.0},  # 200 entered: 0.2 each -> 80
-        {"state": "2", "arm": "1", "trials": 300, "cost_sum": 60.0},  # 60
+        {"state": "0|0|all", "arm": "1", "trials": 100, "cost_sum": 20.0},  # full-rate spend 20
+        {"state": "0|1|all", "arm": "0.5", "trials": 400, "cost_sum": 40.0},  # 200 entered: 0.2 each -> 80
+        {"state": "0|2|all", "arm": "1", "trials": 300, "cost_sum": 60.0},  # 60
     ]
     pacer.update(Batch.from_rows(rows))
     assert pacer.full_rate_spend() == pytest.approx([20.0, 80.0, 60.0])

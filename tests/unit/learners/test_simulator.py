@@ -178,7 +178,7 @@ def test_budget_pacer_ends_the_day_within_5_percent_of_budget_and_never_over(m) 
                 _paced_bidder(pacer, camp.base_bid),
                 budget=budget,
                 on_block=_updater(pacer, day),
-                state_key=lambda h, s: str(h),
+                day=day,
             )
             assert result.spend <= budget  # never over, on any day, including the first
             if day >= 1:  # the first day has nothing learned yet
@@ -228,6 +228,7 @@ def _bid_comparison(m, *, train_days: int, test_days: int):  # type: ignore[no-u
                 _agent_bidder(agent, camp.base_bid, mults),
                 budget=budget,
                 on_block=_updater(agent, day),
+                day=day,
             )
         params = agent.to_params()
         greedy = BidAgent.from_params(params | {"config": params["config"] | {"epsilon": 0.0}}, seed=0)

@@ -21,6 +21,7 @@ def test_cli_writes_files_and_truth_and_reports_counts(tmp_path, capsys):
     assert "day 1/2:" in captured.err and "day 2/2:" in captured.err
     assert f"to files:{out}" in captured.out and "ad.impressions:" in captured.out
     assert sorted(p.name for p in out.iterdir()) == [
+        "ad.auctions.jsonl",
         "ad.clicks.jsonl",
         "ad.conversions.jsonl",
         "ad.impressions.jsonl",

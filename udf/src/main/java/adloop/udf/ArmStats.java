@@ -16,11 +16,17 @@ import org.apache.flink.types.Row;
  * sufficient statistics of every (state, arm) of a group, as one array (learners/batch.py,
  * {@code ArmStats}).
  *
+ * <p>{@code kind} says what a row adds: {@code initial} a trial, a win and its reward (a reward row
+ * of a won impression); {@code delayed} delayed credit; {@code value} reward only (the bid and
+ * budget agents' clicks and credit, whose trials are their requests); {@code won} a trial and a
+ * win, {@code request} a trial (an {@code ad.auctions} request, won or not, its cost the price
+ * paid). Every kind adds its cost and {@code reward / propensity}.
+ *
  * <p>Grouped by (micro-batch window, campaign, agent), it gives the learner of a key one row per
  * micro-batch, all its arms in it, so the Python operator is called once per key and window rather
  * than once per arm. The sums are those sql/batches.py once computed per arm in SQL: trials, the
  * initial rewards and their squares, delayed credit, {@code reward / propensity}, cost and wins
- * (one per initial row, as every reward row is a won auction). With {@code d > 0} also
+ * (one per initial or won row). With {@code d > 0} also
  * {@code Σ x xᵀ} over the initial rows (row-major) and {@code Σ r x} over all rows, {@code x}
  * being the first {@code d} features (missing ones count as 0); with {@code d = 0} both are NULL.
  * A NULL number adds nothing to its sums. Arms come out sorted by (state, arm), so the output does
@@ -92,6 +98,14 @@ public class ArmStats extends AggregateFunction<Row[], ArmStats.Acc> {
             sums[REWARD_SQ] += r * r;
         } else if ("delayed".equals(kind)) {
             sums[DELAYED] += r;
+        } else if ("value".equals(kind)) {
+            sums[REWARD] += r;
+            sums[REWARD_SQ] += r * r;
+        } else if ("won".equals(kind)) {
+            sums[TRIALS] += 1.0;
+            sums[WINS] += 1.0;
+        } else if ("request".equals(kind)) {
+            sums[TRIALS] += 1.0;
         }
         if (reward != null && propensity != null) {
             sums[IPW] += reward / propensity;

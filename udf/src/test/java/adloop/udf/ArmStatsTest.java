@@ -42,6 +42,24 @@ class ArmStatsTest {
     }
 
     @Test
+    void requestsAndWinsAreTrialsWithTheirSpendAndValueRowsOnlyReward() {
+        ArmStats.Acc acc = stats.createAccumulator();
+        stats.accumulate(acc, "20000|5|s", "1.25", "won", null, 0.5, 0.4);
+        stats.accumulate(acc, "20000|5|s", "1.25", "request", null, 0.5, 0.0);
+        stats.accumulate(acc, "20000|5|s", "1.25", "request", null, 0.5, null);
+        stats.accumulate(acc, "20000|5|s", "1.25", "value", 2.0, 0.5, null);
+        stats.accumulate(acc, "20000|5|s", "1.25", "delayed", 0.5, 0.5, null);
+        Row arm = stats.getValue(acc)[0];
+        assertEquals(3.0, arm.getField("trials"), "every request, won or not");
+        assertEquals(1.0, arm.getField("wins"));
+        assertEquals(0.4, (double) arm.getField("cost_sum"), 1e-12);
+        assertEquals(2.0, arm.getField("reward_sum"));
+        assertEquals(4.0, arm.getField("reward_sq_sum"));
+        assertEquals(0.5, arm.getField("delayed_sum"));
+        assertEquals(2.0 / 0.5 + 0.5 / 0.5, (double) arm.getField("ipw_reward_sum"), 1e-12);
+    }
+
+    @Test
     void theOutputFieldsAreTheSharedSchemasInOrder() {
         ArmStats.Acc acc = stats.createAccumulator();
         stats.accumulate(acc, "3|s", "x", "initial", 1.0, 1.0, 0.0);
