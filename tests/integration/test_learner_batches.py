@@ -1,5 +1,5 @@
-"""The learners' micro-batches computed in SQL add up to numpy sums over the reward rows: one row
-per key and window, its arms sorted and unique."""
+"""The learners' micro-batches computed in SQL add up to numpy sums over the reward rows and the
+auction requests: one row per key and window, its arms sorted and unique."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
+from contract import events
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from sql import batches as batches_sql
 from tests.integration.configs import job_config
 
 
@@ -34,9 +36,18 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     assert cfg.learners.contextual_agents() == ["creative"]
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)
+    sim = Simulator(SimConfig(days=1, n_users=500, requests_per_day=3_000))
+    auctions: dict[str, dict] = {}  # the clean requests, by event id (duplicates are one)
     with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:
-        for chunk in Simulator(SimConfig(days=1, n_users=500, requests_per_day=3_000)).run():
+        for chunk in sim.run():
             writer.write(chunk.records)
+            for r in chunk.records:
+                if r.topic == events.AUCTIONS and r.malformed is None:
+                    payload = json.loads(r.value)
+                    auctions[payload["event_id"]] = payload
+    for event_id in sim.noise_log.late:
+        auctions.pop(event_id, None)  # to the late topic
+    assert auctions
     # Unbounded, as in production: processing-time micro-batches only fire while the job runs.
     result = feedback_job.run(cfg, wait=False)
     try:
@@ -52,6 +63,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     expected: dict = defaultdict(
         lambda: {
             "trials": 0.0,
+            "wins": 0.0,
             "reward_sum": 0.0,
             "delayed_sum": 0.0,
             "cost_sum": 0.0,
@@ -60,10 +72,25 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
             "rx": np.zeros(d),
         }
     )
+    per_request = set(batches_sql.AUCTION_AGENTS)
+    for a in auctions.values():
+        for decision in a["decisions"]:
+            e = expected[(a["campaign_id"], decision["agent"], decision["action"])]
+            e["trials"] += 1
+            e["wins"] += a["won"]
+            e["cost_sum"] += a.get("clearing_price", 0.0) if a["won"] else 0.0
     for r in rewards:
         key = (r["campaign_id"], r["agent"], r["arm"] if "arm" in r else r["action"])
         e = expected[key]
         x = np.array(r["features"])
+        if r["agent"] in per_request:
+            # Value only: the click and credit terms of the reward; trials and spend are requests'.
+            w = cfg.rewards.weights(r["agent"])
+            value = w.click * r["click"] + w.credit * r["credit"]
+            e["reward_sum" if r["kind"] == "initial" else "delayed_sum"] += value
+            e["ipw_reward_sum"] += value / r["propensity"]
+            continue
+        e["wins"] += r["kind"] == "initial"
         if r["kind"] == "initial":
             e["trials"] += 1
             e["reward_sum"] += r["reward"]
@@ -76,6 +103,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     got: dict = defaultdict(
         lambda: {
             "trials": 0.0,
+            "wins": 0.0,
             "reward_sum": 0.0,
             "delayed_sum": 0.0,
             "cost_sum": 0.0,
@@ -91,18 +119,22 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
         assert arms == sorted(set(arms)), b
         for a in b["arms"]:
             g = got[(b["campaign_id"], b["agent"], a["arm"])]
-            for name in ("trials", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
+            for name in ("trials", "wins", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
                 g[name] += a[name]
             if b["agent"] == "creative":
                 g["xx"] += np.array(a["xx"]).reshape(d, d)
                 g["rx"] += np.array(a["rx"])
             else:
                 assert a["xx"] is None and a["rx"] is None, b
-            assert a["trials"] == a["wins"]
+            if b["agent"] in per_request:
+                day, block, segment = a["state"].split("|")
+                assert 0 <= int(block) < cfg.campaigns.time_blocks, a
+            else:
+                assert a["state"] == "" and a["trials"] == a["wins"], a
     assert set(got) == set(expected)
     for key, e in expected.items():
         g = got[key]
-        for name in ("trials", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
+        for name in ("trials", "wins", "reward_sum", "delayed_sum", "cost_sum", "ipw_reward_sum"):
             assert g[name] == pytest.approx(e[name], rel=1e-9, abs=1e-9), (key, name)
         if key[1] == "creative":
             np.testing.assert_allclose(g["xx"], e["xx"], rtol=1e-9, atol=1e-9)
