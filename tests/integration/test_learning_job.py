@@ -90,7 +90,8 @@ def test_a_failing_learner_sends_its_batches_to_the_dead_letters_and_the_job_kee
         batches={"interval_ms": 500},
         learners={
             "creative": {"learner": "ThompsonSampling"},
-            "bid": {"learner": "BudgetPacer", "budget": 100.0},
+            # A pacer over bid multipliers: a multiplier above 1 is no pacing rate, so it fails.
+            "bid": {"learner": "BudgetPacer"},
         },
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
