@@ -71,6 +71,8 @@ class Learner(abc.ABC):
     # key's stored params and its config, the state is kept under the new values (see
     # learners.registry.KeyedLearners); any other change starts the key afresh.
     RETUNABLE: ClassVar[tuple[str, ...]] = ("half_life_ms",)
+    # Keys ``choose`` reads from its context (serving nodes must send them; README, "Serving").
+    CONTEXT_KEYS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, half_life_ms: float | None = None, seed: int | None = None) -> None:
         if half_life_ms is not None and not (half_life_ms > 0 and math.isfinite(half_life_ms)):
@@ -140,6 +142,15 @@ class Learner(abc.ABC):
         self._version += 1
         self._invalidate()
         self._reseed()
+
+    def missing_context(self, context: Mapping[str, Any] | None) -> list[str]:
+        """The context keys ``choose`` needs that ``context`` lacks (none: it can choose).
+
+        >>> from learners import BudgetPacer
+        >>> BudgetPacer(100.0).missing_context({"time_block": 3})
+        ['remaining_budget']
+        """
+        return [key for key in self.CONTEXT_KEYS if context is None or key not in context]
 
     def continue_from(self, version: int) -> None:
         """Number this learner's next update after ``version`` (a key restarted under a new config

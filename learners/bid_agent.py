@@ -64,6 +64,7 @@ class BidAgent(Learner):
     """
 
     CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ("budget", "n_blocks")
+    CONTEXT_KEYS: ClassVar[tuple[str, ...]] = ("time_block", "segment", "remaining_budget")
     RETUNABLE: ClassVar[tuple[str, ...]] = ("budget", "epsilon", "max_bid", "budget_levels", "prior_trials", "half_life_ms")
 
     def __init__(

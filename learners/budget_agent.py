@@ -55,6 +55,7 @@ class BudgetPacer(Learner):
     """
 
     CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ("budget", "n_blocks")
+    CONTEXT_KEYS: ClassVar[tuple[str, ...]] = ("time_block", "remaining_budget")
     RETUNABLE: ClassVar[tuple[str, ...]] = ("budget", "half_life_ms")
 
     def __init__(

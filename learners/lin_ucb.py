@@ -149,11 +149,35 @@ class LinUCB(Learner):
         xx = self._xx.get(arm, np.zeros((d, d)))
         return self.ridge * np.eye(d) + xx, self._rx.get(arm, np.zeros(d)).copy()
 
+    def missing_context(self, context: Mapping[str, Any] | Sequence[float] | None) -> list[str]:
+        """None when ``context`` holds the feature vector (``"features"``: the impression's
+        ``features`` array, whose first values the job learned on, in this learner's order) or
+        every feature by name; else the feature names it lacks.
+
+        >>> LinUCB(["f1", "f2"]).missing_context({"f1": 0.5, "segment": "s"})
+        ['f2']
+        >>> LinUCB(["f1", "f2"]).missing_context({"features": [0.5, 1.0, 3.0]})
+        []
+        """
+        if context is None:
+            return list(self.features)
+        if not isinstance(context, Mapping):
+            return []
+        vector = context.get("features")
+        if isinstance(vector, Sequence) and not isinstance(vector, str) and len(vector) >= self.dim:
+            return []
+        return [f for f in self.features if f not in context]
+
     def _vector(self, context: Mapping[str, Any] | Sequence[float] | None) -> np.ndarray:
         if context is None:
             raise ValueError("LinUCB.choose: context is required; got None")
         if isinstance(context, Mapping):
-            return np.array([float(context.get(f, 0.0)) for f in self.features])
+            missing = self.missing_context(context)
+            if missing:
+                raise ValueError(f"LinUCB.choose: context lacks feature(s) {missing}; got keys {sorted(context)}")
+            if all(f in context for f in self.features):
+                return np.array([float(context[f]) for f in self.features])
+            return np.array([float(v) for v in list(context["features"])[: self.dim]])
         x = np.asarray(context, dtype=float)
         if x.shape != (self.dim,):
             raise ValueError(f"LinUCB.choose: context must have {self.dim} values; got shape {x.shape}")

@@ -42,7 +42,7 @@ from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENTS = ("creative", "bid")
+AGENTS = ("creative", "bid", "budget")
 # The job's watermark trails the newest event by ingest.out_of_orderness_ms; allow this much more
 # before counting an impression's click window as closed.
 WATERMARK_SLACK_MS = 10 * 60_000
@@ -118,6 +118,7 @@ class ClosedLoop:
     reward_timeout_s: float = 20.0
     quiet_s: float = 2.0
     publish_timeout_s: float = 3.0
+    time_blocks: int = 24
     policy: RedisServingPolicy = field(init=False)
     hours: list[HourStats] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
@@ -127,7 +128,7 @@ class ClosedLoop:
     _sources: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.policy = RedisServingPolicy(self.client)
+        self.policy = RedisServingPolicy(self.client, time_blocks=self.time_blocks)
         self.sim.policy = self.policy
         self._oracle = best_by_campaign(campaign_ctrs(self.sim.market, segment_traffic(self.sim.market)))
 
@@ -256,6 +257,7 @@ def start_loop(
     """Create the topics, start the job and the serving client, and wire the loop (caller closes)."""
     from jobs import feedback_job
 
+    cfg = cfg.replace(campaigns=campaign_table(sim_cfg))
     bootstrap = cfg.kafka.bootstrap_servers
     kafka_settings = cfg.kafka.librdkafka()  # the config's security settings, for every client
     kafka_tools.create_topics(
@@ -274,8 +276,16 @@ def start_loop(
         rewards_topic=cfg.kafka.topic("rewards"),
         click_window_ms=cfg.attribution.click_window_ms,
         out_of_orderness_ms=cfg.ingest.out_of_orderness_ms,
+        time_blocks=cfg.campaigns.time_blocks,
     )
     return job, client, writer, loop
+
+
+def campaign_table(sim_cfg: SimConfig) -> dict[str, Any]:
+    """The job's ``campaigns`` section for the simulated market: each campaign's daily budget, and
+    the simulator's time blocks."""
+    budgets = {c.campaign_id: c.daily_budget for c in Market(sim_cfg).campaigns}
+    return {"time_blocks": sim_cfg.time_blocks, "budgets": budgets}
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class Request:
     base_bid: float  # the bid at multiplier 1
     creatives: tuple[str, ...]  # creative actions available
     bid_multipliers: tuple[float, ...]  # bid actions available (the grid)
+    pacing_rates: tuple[float, ...] = ()  # the budget agent's actions (rates in [0, 1])
 
 
 @dataclass(frozen=True, slots=True)

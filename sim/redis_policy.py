@@ -1,8 +1,9 @@
 """A serving policy backed by the live policy store: the simulator's serving node on the real loop.
 
 Each auction request asks the serving-node client (:class:`state.serving_client.ServingClient`)
-for the creative agent's creative and the bid agent's multiplier, with the propensity and policy
-version the client reports. The client serves the latest policy published to Redis for the
+for the creative agent's creative, the bid agent's multiplier and the budget agent's pacing rate
+(the probability of entering the auction), with the propensity and policy version the client
+reports. The client serves the latest policy published to Redis for the
 (campaign, agent), or its uniform default (version 0) while none is there or it has gone stale,
 so the logged propensities are always the true probabilities of the logged actions.
 """
@@ -13,14 +14,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sim.config import DAY_MS
-from sim.policies import BID, CREATIVE, Decision, Request, format_multiplier
+from sim.policies import BID, BUDGET, CREATIVE, Decision, Request, format_multiplier
 
 if TYPE_CHECKING:  # keep importing sim free of Redis for users of the file/Kafka writers only
     from state.serving_client import ServingClient
 
 __all__ = ["RedisServingPolicy"]
-
-_N_BLOCKS = 24  # time blocks of the day in the bid agent's context (as sql/batches.py keys them)
 
 
 class RedisServingPolicy:
@@ -33,23 +32,34 @@ class RedisServingPolicy:
     bid
         Whether the bid agent acts (its multiplier from :meth:`ServingClient.bid`); when not, the
         simulator bids at multiplier 1 and logs no bid decision.
+    budget
+        Whether the budget agent acts (its pacing rate, over the request's ``pacing_rates``); when
+        not, every request is entered.
+    time_blocks
+        Blocks of the UTC day in the agents' context: the job's ``campaigns.time_blocks``.
 
     ``sources`` counts decisions per (agent, source): ``"policy"`` (a published policy chose) or
     ``"default"`` (the client's uniform fallback chose).
     """
 
-    def __init__(self, client: ServingClient, *, bid: bool = True) -> None:
+    def __init__(
+        self, client: ServingClient, *, bid: bool = True, budget: bool = True, time_blocks: int = 24
+    ) -> None:
         self.client = client
         self.bid = bid
+        self.budget = budget
+        self.time_blocks = time_blocks
         self.sources: Counter[tuple[str, str]] = Counter()
         self._grid: dict[tuple[float, ...], list[str]] = {}
 
     def decide(self, request: Request) -> list[Decision]:
         client = self.client
+        of_day = (request.ts % DAY_MS) * self.time_blocks
         context: dict[str, Any] = {
             "segment": request.segment,
             "features": list(request.features),
-            "time_block": (request.ts % DAY_MS) * _N_BLOCKS // DAY_MS,
+            "time_block": of_day // DAY_MS,
+            "block_elapsed": (of_day % DAY_MS) / DAY_MS,
             "remaining_budget": request.remaining_budget,
         }
         creative = client.choose(request.campaign_id, CREATIVE, context, request.creatives)
@@ -62,6 +72,10 @@ class RedisServingPolicy:
             self.sources[(BID, bid.source)] += 1
             # The simulator applies the multiplier and caps the bid at the budget left itself.
             out.append(Decision(BID, str(bid.multiplier), bid.propensity, bid.policy_version))
+        if self.budget and request.pacing_rates:
+            pace = client.choose(request.campaign_id, BUDGET, context, self._arms(request.pacing_rates))
+            self.sources[(BUDGET, pace.source)] += 1
+            out.append(Decision(BUDGET, str(pace.action), pace.propensity, pace.policy_version))
         return out
 
     def _arms(self, multipliers: tuple[float, ...]) -> list[str]:

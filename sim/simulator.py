@@ -162,7 +162,7 @@ class Simulator:
         user_id, segment = m.user_id(u), m.segments[s]
         request = Request(
             t, camp.campaign_id, segment, user_id, tuple(x), remaining / MICROS, camp.daily_budget,
-            camp.base_bid, camp.creatives, self.config.bid_multipliers,
+            camp.base_bid, camp.creatives, self.config.bid_multipliers, self.config.pacing_rates,
         )  # fmt: skip
         served = interpret(request, self.policy.decide(request), self.policy)
         if u_pace >= served.pacing_rate:

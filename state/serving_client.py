@@ -259,13 +259,22 @@ class ServingClient:
         """Choose among ``arms`` with the cached policy of (campaign, agent).
 
         Falls back to the default policy (``source="default"``, ``policy_version=0``) when the policy
-        is missing, stale, or raises on this context.
+        is missing, stale, or raises on this context (counted in ``policy_errors``). A context that
+        lacks a key the policy needs (``Learner.missing_context``; README, "Serving") is the
+        caller's mistake, not the policy's: ValueError names the keys, no fallback.
         """
         check_arms(arms, "ServingClient.choose")
         entry = self._cache.get((campaign_id, agent))
         if entry is not None and not is_stale(
             entry.record.updated_at_ms, self._clock_ms(), self.stale_after_ms
         ):
+            missing = entry.policy.missing_context(context) if hasattr(entry.policy, "missing_context") else []
+            if missing:
+                raise ValueError(
+                    f"ServingClient.choose: the {agent} policy of {campaign_id} "
+                    f"({type(entry.policy).__name__}) needs context key(s) {missing}; "
+                    f"got {sorted(context or {})}"
+                )
             try:
                 with entry.lock:
                     action, propensity = entry.policy.choose(context, arms)
@@ -304,6 +313,17 @@ class ServingClient:
         return Bid(
             amount, choice.action, choice.propensity, choice.policy_version, choice.source, amount < raw
         )
+
+    def remaining_budget(self, campaign_id: str, now_ms: int, agents: Sequence[str] = ("budget", "bid")) -> float | None:
+        """The campaign's daily budget left at ``now_ms`` by the spend the job published with its
+        budget (or bid) policy (``None`` when neither is cached): what a serving node that does
+        not see every other node's spend paces against."""
+        for agent in agents:
+            entry = self._cache.get((campaign_id, agent))
+            if entry is not None and hasattr(entry.policy, "remaining_budget"):
+                with entry.lock:
+                    return float(entry.policy.remaining_budget(now_ms))
+        return None
 
     # -- inspection -----------------------------------------------------------------------------
 
