@@ -178,5 +178,9 @@ class KeyedLearners:
         self._cache[key] = learner
         return learner
 
+    def cached(self, campaign_id: str, agent: str) -> Learner | None:
+        """The key's learner in memory, if any: its params are those last stored for the key."""
+        return self._cache.get((campaign_id, agent))
+
     def forget(self, campaign_id: str, agent: str) -> None:
         self._cache.pop((campaign_id, agent), None)

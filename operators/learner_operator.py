@@ -130,6 +130,30 @@ class LearnerOperator(KeyedProcessFunction):
         self._latency_ms = 0
         metrics.gauge("publish_latency_ms", lambda: self._latency_ms)
 
+    def close(self) -> None:
+        """At the end of the input (a bounded run, a drain), publish what the keys' timers would
+        have: Flink drops pending processing-time timers then, so a replay's last updates of
+        every key would otherwise never reach Redis. Keys with a publish timer registered are the
+        ones with updates pending; their learners in memory hold their newest params."""
+        publisher = getattr(self, "_publisher", None)
+        if publisher is None:
+            return
+        from state.codec import PolicyRecord
+
+        now = int(time.time() * 1000)
+        try:
+            for campaign_id, agent in list(self._publish_timers):
+                learner = self._learners.cached(campaign_id, agent)
+                if learner is not None:
+                    # No keyed state here (no current key): a version Redis already has stays.
+                    publisher.publish(
+                        PolicyRecord.from_params(campaign_id, agent, learner.to_params(), updated_at_ms=now)
+                    )
+            publisher.flush()
+        except Exception:  # noqa: BLE001 - closing must not fail; Redis keeps the last publish
+            pass
+        self._publish_timers.clear()
+
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):
         campaign_id, agent = value.campaign_id, value.agent
         stored = self._params.value()
