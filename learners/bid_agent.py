@@ -12,7 +12,12 @@ from learners.batch import ArmID, Batch
 from learners.campaigns import DAY_MS, SpendToday, parse_agent_state
 from learners.safety import SafetyCaps
 
-__all__ = ["BidAgent"]
+__all__ = ["NOT_ENTERED", "BidAgent"]
+
+# The arm of a request the budget agent throttled: it counts in the request volume the agent
+# plans with (every request it could bid on, so the pacer's throttle does not read as scarce
+# traffic to bid up for), never in a multiplier's statistics.
+NOT_ENTERED = "-"
 
 
 class BidAgent(Learner):
@@ -24,7 +29,8 @@ class BidAgent(Learner):
 
     **Sufficient statistics** (batch rows with ``state = "<day>|<t>|<s>"``, see
     :func:`learners.campaigns.parse_agent_state`; ``arm`` = multiplier label): ``trials`` = requests
-    bid on, ``wins`` = auctions won, ``cost_sum`` = spend (from ``ad.auctions``),
+    bid on (a request throttled by the budget agent is a trial of arm :data:`NOT_ENTERED`: volume
+    only), ``wins`` = auctions won, ``cost_sum`` = spend (from ``ad.auctions``),
     ``reward_sum + delayed_sum`` = attributed value (clicks and conversion credit). The learner keeps per ``(s, m)``
     those sums and per ``(t, s)`` requests per day; all additive, so batches can be split freely.
     Value per request is modelled as ``win rate(s, m) * value per win(s)``: what a won impression
@@ -132,12 +138,14 @@ class BidAgent(Learner):
                 self._days += 1
                 self._last_day = day
             self._spend.add(day, row.cost_sum)
+            self._volume.setdefault(segment, [0.0] * self.n_blocks)[block] += weight * row.trials
+            if row.arm == NOT_ENTERED:
+                continue
             cell = self._cells.setdefault((segment, str(row.arm)), [0.0, 0.0, 0.0, 0.0])
             cell[0] += weight * row.trials
             cell[1] += weight * row.total_reward
             cell[2] += weight * row.cost_sum
             cell[3] += weight * row.wins
-            self._volume.setdefault(segment, [0.0] * self.n_blocks)[block] += weight * row.trials
 
     def _scale(self, factor: float) -> None:
         for cell in self._cells.values():

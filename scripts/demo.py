@@ -34,7 +34,7 @@ from scripts import services as svc
 from sim.config import SimConfig
 from sim.market import Market
 from sim.noise import SimRecord
-from sim.policies import CREATIVE
+from sim.policies import BUDGET, CREATIVE, FixedPolicy
 from sim.redis_policy import RedisServingPolicy
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
@@ -97,6 +97,10 @@ class HourStats:
     versions: int  # policy versions installed in the client so far
     spend: dict[str, float] = field(default_factory=dict)  # by campaign, this hour
     wait_s: float = 0.0  # time spent waiting for the job to catch up
+    requests: int = 0  # bid requests logged on ad.auctions
+    entered: int = 0  # ... the budget agent let into the auction
+    pacing_rate: float = float("nan")  # mean pacing rate served
+    bid_multiplier: float = float("nan")  # mean bid multiplier of the requests entered
 
 
 @dataclass
@@ -162,13 +166,21 @@ class ClosedLoop:
         market = self.sim.market
         served, oracle, seg_oracle, uniform = [], [], [], []
         spend: dict[str, float] = defaultdict(float)
-        n, clicks = 0, 0
+        n, clicks, entered = 0, 0, 0
+        rates: list[float] = []
+        multipliers: list[float] = []
         for r in records:
             n += 1
             if r.malformed or r.duplicate:
                 continue
             if r.topic == events.CLICKS:
                 clicks += 1
+                continue
+            if r.topic == events.AUCTIONS:
+                auction = json.loads(r.value)
+                for d in auction["decisions"]:
+                    (rates if d["agent"] == BUDGET else multipliers).append(float(d["action"]))
+                entered += auction["bid"] > 0
                 continue
             if r.topic != events.IMPRESSIONS:
                 continue
@@ -201,6 +213,10 @@ class ClosedLoop:
             from_policy=0.0,
             versions=0,
             spend=dict(spend),
+            requests=len(rates) if rates else entered,
+            entered=entered,
+            pacing_rate=mean(rates),
+            bid_multiplier=mean(multipliers),
         )
 
     def _pace(self, end_ms: int) -> None:
@@ -245,6 +261,9 @@ def job_config(
         batches={"interval_ms": 500},
         publish={"interval_ms": 200},
         job={"learners": True},
+        # The creative agent learns clicks, so the CTR oracle of the report is exactly its target
+        # (with conversion credit its target is value per impression, much noisier over a day).
+        rewards={"creative": {"click": 1.0, "credit": 0.0, "cost": 0.0}},
     )
     if tables is not None:
         cfg = cfg.replace(tables={"rewards_path": tables})
@@ -288,6 +307,36 @@ def campaign_table(sim_cfg: SimConfig) -> dict[str, Any]:
     return {"time_blocks": sim_cfg.time_blocks, "budgets": budgets}
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """A fixed-multiplier bidder on the same market and draws: each campaign's best creative, every
+    request entered, bids at ``multiplier`` times the base bid until the budget is spent."""
+
+    multiplier: float
+    clicks: list[int]  # per day
+    spend: dict[str, list[float]]  # per campaign, per day
+
+
+def fixed_multiplier_baseline(sim_cfg: SimConfig, multiplier: float = 1.0) -> Baseline:
+    """Run the simulator offline (same seed, hence the same requests, prices and click draws)
+    with :class:`~sim.policies.FixedPolicy`; clicks counted as :meth:`ClosedLoop._measure` does."""
+    market = Market(sim_cfg)
+    best = best_by_campaign(campaign_ctrs(market, segment_traffic(market)))
+    creatives = {(c, s): best[c] for c in best for s in market.segments}
+    sim = Simulator(sim_cfg, policy=FixedPolicy(creatives, bid_multiplier=multiplier))
+    clicks = [0] * sim_cfg.days
+    for chunk in sim.run():
+        if chunk.index < sim_cfg.days * 24:
+            clicks[chunk.index // 24] += sum(
+                1 for r in chunk.records if r.topic == events.CLICKS and not (r.malformed or r.duplicate)
+            )
+    return Baseline(multiplier, clicks, {c: list(v) for c, v in sim.truth.spend.items()})
+
+
+def daily_clicks(hours: list[HourStats]) -> list[int]:
+    return [sum(h.clicks for h in hours[d : d + 24]) for d in range(0, len(hours), 24)]
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -301,7 +350,9 @@ def _daily(hours: list[HourStats], attr: str) -> list[float]:
 
 
 def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Path, Path]:
-    """A text summary and a PNG plot (CTR vs oracle, spend vs budget per day, versions over time)."""
+    """A text summary and a PNG plot: each agent's learning curve (the creative agent's CTR against the
+    oracle's, spend against budget per day, the bid agent's clicks against a fixed-multiplier
+    baseline, the actions served) and the versions over time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -350,6 +401,15 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
             f"{cid:<8}  {best[cid]:<10} {ctrs[cid][best[cid]]:.4f}    {learned.get(cid, '-'):<10} {mark:<19} "
             f"{versions:<8}  {use}"
         )
+    baseline = fixed_multiplier_baseline(loop.sim.config)
+    loop_clicks = daily_clicks(hours)
+    lines += ["", "day  clicks (loop)  clicks (fixed multiplier 1, best creatives)  spend (loop)  spend (fixed)"]
+    for d in range(days):
+        loop_spend = sum(v[d] for v in spend.values() if d < len(v))
+        fixed_spend = sum(v[d] for v in baseline.spend.values() if d < len(v))
+        lines.append(
+            f"{d + 1:>3}  {loop_clicks[d]:>13}  {baseline.clicks[d]:>43}  {loop_spend:>12.1f}  {fixed_spend:>13.1f}"
+        )
     monotonic = all(list(v) == sorted(set(v)) for v in versions_by_key(client, market).values())
     lines += [
         "",
@@ -363,7 +423,7 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
     ]
     text_path.write_text("\n".join(lines) + "\n")
 
-    fig, axes = plt.subplots(3, 1, figsize=(10, 11))
+    fig, axes = plt.subplots(5, 1, figsize=(10, 18))
     t = [h.hour / 24 for h in hours]
     ax = axes[0]
     for attr, label, style in (
@@ -389,6 +449,18 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
     )
     ax.legend(fontsize=7, ncol=5)
     ax = axes[2]
+    x = np.arange(1, days + 1)
+    ax.plot(x, loop_clicks[:days], "o-", label="closed loop (bid and budget agents)")
+    ax.plot(x, baseline.clicks[:days], "s--", label="fixed multiplier 1, best creatives, no pacing")
+    ax.set(title="Bid agent: clicks per day at the same budgets", xlabel="simulated day", ylabel="clicks")
+    ax.set_xticks(x)
+    ax.legend(fontsize=8)
+    ax = axes[3]
+    ax.plot(t, [h.pacing_rate for h in hours], label="pacing rate (budget agent)")
+    ax.plot(t, [h.bid_multiplier for h in hours], label="bid multiplier (bid agent)")
+    ax.set(title="Actions served, mean per simulated hour", xlabel="simulated day", ylabel="rate / multiplier")
+    ax.legend(fontsize=8)
+    ax = axes[4]
     ax.plot(t, [h.versions for h in hours], label="versions installed by the client")
     ax2 = ax.twinx()
     ax2.plot(t, [h.from_policy for h in hours], "g:", label="creative decisions by a published policy")
@@ -468,6 +540,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(b.impressions for b in block)} impressions, CTR {ctr:.4f} vs oracle {oracle:.4f} "
                 f"({ctr / oracle:.0%}), {pol:.0%} by policy, {h.versions} policy versions seen, "
                 f"waited {sum(b.wait_s for b in block):.0f}s for the job"
+            )
+            _say(
+                f"    {sum(b.clicks for b in block)} clicks, spend {sum(sum(b.spend.values()) for b in block):.1f}, "
+                f"{sum(b.entered for b in block)}/{sum(b.requests for b in block)} requests entered; "
+                f"by block of 6 h: pacing rate "
+                + " ".join(f"{np.nanmean([b.pacing_rate for b in block[i:i + 6]]):.2f}" for i in range(0, 24, 6))
+                + ", bid multiplier "
+                + " ".join(f"{np.nanmean([b.bid_multiplier for b in block[i:i + 6]]):.2f}" for i in range(0, 24, 6))
+                + ", spend "
+                + " ".join(f"{sum(sum(b.spend.values()) for b in block[i:i + 6]):.0f}" for i in range(0, 24, 6))
             )
 
         loop.run(progress)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from attribution.config import RewardConfig
 from contract import events
+from learners.bid_agent import NOT_ENTERED
 from learners.campaigns import CampaignTable
 from sql.attribution import reward_expression
 from sql.ingest import interval
@@ -51,7 +52,9 @@ def batches_views(
     impression, its reward, and its cost. The bid and budget agents' rows are keyed by
     ``state = "<day>|<block>|<segment>"`` (``CampaignTable.agent_state_sql``, of the request's event
     time) and come from two streams: every ``ad.auctions`` request is a trial (kind ``request``,
-    or ``won`` with a win and its clearing price as cost), and every reward row adds its value
+    or ``won`` with a win and its clearing price as cost; a request the budget agent throttled is
+    a trial of the bid agent's arm ``NOT_ENTERED``, so the bid agent plans with every request, not
+    only those the pacer let through), and every reward row adds its value
     (kind ``value``: the click and credit terms of the agent's reward, its cost term left out
     since the spend is counted once per request from the auctions).
 
@@ -85,7 +88,13 @@ SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "se
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
        PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
 FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d ({decision_fields})
-WHERE {per_request}"""
+WHERE {per_request}
+UNION ALL
+SELECT campaign_id, 'bid' AS agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
+       '{NOT_ENTERED}' AS arm, 'request' AS kind, CAST(NULL AS DOUBLE) AS reward, CAST(1.0 AS DOUBLE) AS propensity,
+       CAST(0.0 AS DOUBLE) AS cost, PROCTIME() AS arrived, rowtime AS reward_time,
+       CAST(NULL AS ARRAY<DOUBLE>) AS features
+FROM ontime_auctions WHERE bid = 0"""
     contextual = sorted(contextual_agents) if feature_dim > 0 else []
     stats = "ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost"
     if contextual:

@@ -101,3 +101,65 @@ def test_each_campaign_learns_its_best_creative_and_versions_only_go_up(services
         store.purge()
         store.close()
         kafka_tools.delete_topics(bootstrap, topics)
+
+
+AGENTS_SIM = demo.demo_sim_config(days=3, seed=7)  # the demo's market: budgets bind every day
+
+
+def test_creative_bid_and_budget_agents_close_the_loop_within_budget(services, unique_prefix, tmp_path):
+    """The demo's closed loop, all three agents on, over three simulated days: the creative agent
+    serves at least 95% of the oracle's CTR over the last third of the run; every campaign spends
+    within 5% of its daily budget each day, never over; and on the last day the bid agent (with
+    the budget agent pacing) gets more clicks than a fixed multiplier-1 bidder serving the best
+    creatives (same market and draws, offline), at no more spend.
+
+    "No more spend": the simulator stops a campaign for the day once less than 0.1% of its budget
+    is left (``sim.simulator.EXHAUSTED_SHARE``), so two bidders that both exhaust their budgets
+    differ by at most that share."""
+    bootstrap = services.kafka_bootstrap
+    cfg = demo.job_config(bootstrap, services.redis_url, prefix=unique_prefix, tables=str(tmp_path / "rewards"))
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+    baseline = demo.fixed_multiplier_baseline(AGENTS_SIM, multiplier=1.0)
+    job = client = writer = None
+    try:
+        job, client, writer, loop = demo.start_loop(cfg, AGENTS_SIM, seed=AGENTS_SIM.seed)
+        hours = loop.run()
+        writer.close()
+        writer = None
+        days = AGENTS_SIM.days
+        assert len(hours) == 24 * days
+
+        last_third = hours[-(24 * days) // 3 :]
+        served = sum(h.ctr * h.impressions for h in last_third if h.impressions)
+        oracle = sum(h.oracle_ctr * h.impressions for h in last_third if h.impressions)
+        assert served >= 0.95 * oracle, f"creative CTR {served / oracle:.3f} of the oracle's over the last third"
+
+        budgets = {c.campaign_id: c.daily_budget for c in loop.sim.market.campaigns}
+        spend = loop.sim.truth.spend
+        for campaign, budget in budgets.items():
+            assert len(spend[campaign]) == days
+            for day, amount in enumerate(spend[campaign], start=1):
+                assert 0.95 * budget <= amount <= budget, (campaign, day, amount, budget)
+
+        clicks = demo.daily_clicks(hours)
+        loop_spend = sum(v[-1] for v in spend.values())
+        fixed_spend = sum(v[-1] for v in baseline.spend.values())
+        assert loop_spend <= fixed_spend + 0.001 * sum(budgets.values()), (loop_spend, fixed_spend)
+        assert clicks[-1] > baseline.clicks[-1], (
+            f"last day: {clicks[-1]} clicks in the loop, {baseline.clicks[-1]} at fixed multiplier 1"
+        )
+        for campaign in budgets:
+            for agent in demo.AGENTS:
+                seen = client.versions_seen(campaign, agent)
+                assert seen and list(seen) == sorted(set(seen)), (campaign, agent, seen)
+    finally:
+        if writer is not None:
+            writer.abort()
+        if client is not None:
+            client.stop()
+        if job is not None:
+            job.cancel().result()
+        store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
+        store.purge()
+        store.close()
+        kafka_tools.delete_topics(bootstrap, topics)

@@ -12,8 +12,10 @@ import pytest
 
 from contract import events
 from jobs import feedback_job
+from learners.bid_agent import NOT_ENTERED
 from scripts import kafka_tools
 from sim.config import SimConfig
+from sim.policies import UniformRandomPolicy
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
 from sql import batches as batches_sql
@@ -36,7 +38,11 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     assert cfg.learners.contextual_agents() == ["creative"]
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)
-    sim = Simulator(SimConfig(days=1, n_users=500, requests_per_day=3_000))
+    # Pacing rates logged too, so some requests are throttled (bid 0).
+    sim = Simulator(
+        SimConfig(days=1, n_users=500, requests_per_day=3_000),
+        policy=UniformRandomPolicy(seed=7, pacing_rates=(0.5, 1.0)),
+    )
     auctions: dict[str, dict] = {}  # the clean requests, by event id (duplicates are one)
     with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:
         for chunk in sim.run():
@@ -74,6 +80,8 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     )
     per_request = set(batches_sql.AUCTION_AGENTS)
     for a in auctions.values():
+        if a["bid"] == 0:  # throttled: volume for the bid agent
+            expected[(a["campaign_id"], "bid", NOT_ENTERED)]["trials"] += 1
         for decision in a["decisions"]:
             e = expected[(a["campaign_id"], decision["agent"], decision["action"])]
             e["trials"] += 1
