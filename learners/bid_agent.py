@@ -9,7 +9,7 @@ import numpy as np
 
 from learners.base import Learner, check_arms, compact
 from learners.batch import ArmID, Batch
-from learners.campaigns import DAY_MS, SpendToday, parse_agent_state
+from learners.campaigns import SpendToday, parse_agent_state
 from learners.safety import SafetyCaps
 
 __all__ = ["NOT_ENTERED", "BidAgent"]
@@ -31,7 +31,8 @@ class BidAgent(Learner):
     :func:`learners.campaigns.parse_agent_state`; ``arm`` = multiplier label): ``trials`` = requests
     bid on (a request throttled by the budget agent is a trial of arm :data:`NOT_ENTERED`: volume
     only), ``wins`` = auctions won, ``cost_sum`` = spend (from ``ad.auctions``),
-    ``reward_sum + delayed_sum`` = attributed value (clicks and conversion credit). The learner keeps per ``(s, m)``
+    ``reward_sum + delayed_sum`` = attributed value (clicks and conversion credit). The learner
+    keeps per ``(s, m)``
     those sums and per ``(t, s)`` requests per day; all additive, so batches can be split freely.
     Value per request is modelled as ``win rate(s, m) * value per win(s)``: what a won impression
     is worth does not depend on the bid that won it, so value per win is pooled over the
@@ -71,7 +72,14 @@ class BidAgent(Learner):
 
     CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ("budget", "n_blocks")
     CONTEXT_KEYS: ClassVar[tuple[str, ...]] = ("time_block", "segment", "remaining_budget")
-    RETUNABLE: ClassVar[tuple[str, ...]] = ("budget", "epsilon", "max_bid", "budget_levels", "prior_trials", "half_life_ms")
+    RETUNABLE: ClassVar[tuple[str, ...]] = (
+        "budget",
+        "epsilon",
+        "max_bid",
+        "budget_levels",
+        "prior_trials",
+        "half_life_ms",
+    )
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from learners.base import Learner, check_arms, compact
 from learners.batch import ArmID, Batch
-from learners.campaigns import DAY_MS, SpendToday, parse_agent_state
+from learners.campaigns import SpendToday, parse_agent_state
 
 __all__ = ["BudgetPacer"]
 

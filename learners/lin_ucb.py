@@ -174,7 +174,9 @@ class LinUCB(Learner):
         if isinstance(context, Mapping):
             missing = self.missing_context(context)
             if missing:
-                raise ValueError(f"LinUCB.choose: context lacks feature(s) {missing}; got keys {sorted(context)}")
+                raise ValueError(
+                    f"LinUCB.choose: context lacks feature(s) {missing}; got keys {sorted(context)}"
+                )
             if all(f in context for f in self.features):
                 return np.array([float(context[f]) for f in self.features])
             return np.array([float(v) for v in list(context["features"])[: self.dim]])

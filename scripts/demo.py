@@ -403,12 +403,16 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
         )
     baseline = fixed_multiplier_baseline(loop.sim.config)
     loop_clicks = daily_clicks(hours)
-    lines += ["", "day  clicks (loop)  clicks (fixed multiplier 1, best creatives)  spend (loop)  spend (fixed)"]
+    lines += [
+        "",
+        "day  clicks (loop)  clicks (fixed multiplier 1, best creatives)  spend (loop)  spend (fixed)",
+    ]
     for d in range(days):
         loop_spend = sum(v[d] for v in spend.values() if d < len(v))
         fixed_spend = sum(v[d] for v in baseline.spend.values() if d < len(v))
         lines.append(
-            f"{d + 1:>3}  {loop_clicks[d]:>13}  {baseline.clicks[d]:>43}  {loop_spend:>12.1f}  {fixed_spend:>13.1f}"
+            f"{d + 1:>3}  {loop_clicks[d]:>13}  {baseline.clicks[d]:>43}  "
+            f"{loop_spend:>12.1f}  {fixed_spend:>13.1f}"
         )
     monotonic = all(list(v) == sorted(set(v)) for v in versions_by_key(client, market).values())
     lines += [
@@ -458,7 +462,9 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
     ax = axes[3]
     ax.plot(t, [h.pacing_rate for h in hours], label="pacing rate (budget agent)")
     ax.plot(t, [h.bid_multiplier for h in hours], label="bid multiplier (bid agent)")
-    ax.set(title="Actions served, mean per simulated hour", xlabel="simulated day", ylabel="rate / multiplier")
+    ax.set(
+        title="Actions served, mean per simulated hour", xlabel="simulated day", ylabel="rate / multiplier"
+    )
     ax.legend(fontsize=8)
     ax = axes[4]
     ax.plot(t, [h.versions for h in hours], label="versions installed by the client")
@@ -542,14 +548,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"waited {sum(b.wait_s for b in block):.0f}s for the job"
             )
             _say(
-                f"    {sum(b.clicks for b in block)} clicks, spend {sum(sum(b.spend.values()) for b in block):.1f}, "
+                f"    {sum(b.clicks for b in block)} clicks, "
+                f"spend {sum(sum(b.spend.values()) for b in block):.1f}, "
                 f"{sum(b.entered for b in block)}/{sum(b.requests for b in block)} requests entered; "
                 f"by block of 6 h: pacing rate "
-                + " ".join(f"{np.nanmean([b.pacing_rate for b in block[i:i + 6]]):.2f}" for i in range(0, 24, 6))
+                + " ".join(
+                    f"{np.nanmean([b.pacing_rate for b in block[i : i + 6]]):.2f}" for i in range(0, 24, 6)
+                )
                 + ", bid multiplier "
-                + " ".join(f"{np.nanmean([b.bid_multiplier for b in block[i:i + 6]]):.2f}" for i in range(0, 24, 6))
+                + " ".join(
+                    f"{np.nanmean([b.bid_multiplier for b in block[i : i + 6]]):.2f}" for i in range(0, 24, 6)
+                )
                 + ", spend "
-                + " ".join(f"{sum(sum(b.spend.values()) for b in block[i:i + 6]):.0f}" for i in range(0, 24, 6))
+                + " ".join(
+                    f"{sum(sum(b.spend.values()) for b in block[i : i + 6]):.0f}" for i in range(0, 24, 6)
+                )
             )
 
         loop.run(progress)

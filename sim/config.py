@@ -68,6 +68,11 @@ class SimConfig:
     # Second-price market: per-segment lognormal price, median drawn from this range
     market_price_median_range: tuple[float, float] = (0.1, 0.3)
     market_price_sigma: float = 0.5
+    # Drift of the competitors' price level (0: a stationary market). Each day's level is
+    # 1 + price_drift_daily * u, u uniform in [-1, 1]; within the day it moves by a factor
+    # 1 + price_drift_intraday * sin(2π (hour + phase) / 24), the phase uniform per day.
+    price_drift_daily: float = 0.0
+    price_drift_intraday: float = 0.0
 
     # Noise on the emitted stream
     duplicate_rate: float = 0.01
@@ -209,6 +214,8 @@ _CHECKS = {
     "organic_conversions_per_day": _float(0, _INF),
     "market_price_median_range": _range(0, _INF),
     "market_price_sigma": _float(0, 5, lo_open=True),
+    "price_drift_daily": _float(0, 1, hi_open=True),
+    "price_drift_intraday": _float(0, 1, hi_open=True),
     "duplicate_rate": _float(0, 1, hi_open=True),
     "out_of_order_ms": _int(0),
     "late_rate": _float(0, 1, hi_open=True),

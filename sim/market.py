@@ -15,7 +15,7 @@ import numpy as np
 from sim.config import DAY_MS, HOUR_MS, SimConfig
 
 # Independent random streams derived from the one config seed (numpy SeedSequence spawn keys).
-STREAM_MARKET, STREAM_TRAFFIC, STREAM_NOISE, STREAM_AUCTION_NOISE = 0, 1, 2, 3
+STREAM_MARKET, STREAM_TRAFFIC, STREAM_NOISE, STREAM_AUCTION_NOISE, STREAM_DRIFT = 0, 1, 2, 3, 4
 
 
 def rng_stream(seed: int, stream: int) -> np.random.Generator:

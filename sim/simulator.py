@@ -24,7 +24,7 @@ import numpy as np
 
 from contract.events import AUCTIONS, CLICKS, CONVERSIONS, CURRENT_VERSION, IMPRESSIONS
 from sim.config import DAY_MS, HOUR_MS, SimConfig
-from sim.market import STREAM_AUCTION_NOISE, STREAM_NOISE, STREAM_TRAFFIC, Market, rng_stream
+from sim.market import STREAM_AUCTION_NOISE, STREAM_DRIFT, STREAM_NOISE, STREAM_TRAFFIC, Market, rng_stream
 from sim.noise import Noise, NoiseLog, SimRecord
 from sim.policies import BID, BUDGET, Request, ServingPolicy, UniformRandomPolicy, interpret
 from sim.truth import GroundTruth
@@ -81,6 +81,8 @@ class Simulator:
         # records of a seed as they were.
         auction_seed = int(rng_stream(config.seed, STREAM_AUCTION_NOISE).integers(2**63))
         self._auction_noise = Noise(config, random.Random(auction_seed), self.noise_log, bad_tag="abad")
+        self._drift = rng_stream(config.seed, STREAM_DRIFT)  # its own stream: no other draw moves
+        self._day_drift: tuple[float, float] = (1.0, 0.0)  # today's (price level, phase in hours)
         self._pending: list[tuple[Any, ...]] = []  # heap of clean events by (ts, kind, seq)
         self._arrivals: list[tuple[int, int, SimRecord]] = []  # heap by (arrival_ms, seq)
         self._seq = 0
@@ -128,7 +130,9 @@ class Simulator:
         camp = m.sample_campaigns(rng, n)
         users = m.sample_users(rng, n)
         seg = m.user_segment[users]
-        price = np.maximum(np.round(m.sample_market_prices(rng, seg) * MICROS), 1).astype(np.int64)
+        price = np.maximum(
+            np.round(m.sample_market_prices(rng, seg) * self._price_level(hour) * MICROS), 1
+        ).astype(np.int64)
         feats = m.features(users, ts).tolist()
         u_pace, u_click, u_conv = rng.random(n), rng.random(n), rng.random(n)
         click_delay = m.sample_click_delay_ms(rng, n)
@@ -144,6 +148,16 @@ class Simulator:
         )  # fmt: skip
         for t, c, u, s, p, x, up, uc, uv, dc, dv, value in rows:
             self._auction(t, c, u, s, p, x, up, uc, uv, dc, dv, value)
+
+    def _price_level(self, hour: int) -> float:
+        """The competitors' price level this hour (``price_drift_*``; 1 in a stationary market).
+        A new day draws its level and phase at its first hour."""
+        cfg = self.config
+        if hour == 0:
+            u, phase = self._drift.uniform(-1.0, 1.0), self._drift.uniform(0.0, 24.0)
+            self._day_drift = (1.0 + cfg.price_drift_daily * float(u), float(phase))
+        level, phase = self._day_drift
+        return level * (1.0 + cfg.price_drift_intraday * math.sin(2 * math.pi * (hour + phase) / 24))
 
     def _auction(
         self, t: int, c: int, u: int, s: int, price: int, x: list[float],

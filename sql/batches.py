@@ -91,7 +91,8 @@ FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d ({decision_fields})
 WHERE {per_request}
 UNION ALL
 SELECT campaign_id, 'bid' AS agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
-       '{NOT_ENTERED}' AS arm, 'request' AS kind, CAST(NULL AS DOUBLE) AS reward, CAST(1.0 AS DOUBLE) AS propensity,
+       '{NOT_ENTERED}' AS arm, 'request' AS kind, CAST(NULL AS DOUBLE) AS reward,
+       CAST(1.0 AS DOUBLE) AS propensity,
        CAST(0.0 AS DOUBLE) AS cost, PROCTIME() AS arrived, rowtime AS reward_time,
        CAST(NULL AS ARRAY<DOUBLE>) AS features
 FROM ontime_auctions WHERE bid = 0"""

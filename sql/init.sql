@@ -431,7 +431,14 @@ SELECT campaign_id, agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING)
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
        PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
 FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d (agent, action, propensity, policy_version)
-WHERE agent IN ('bid', 'budget');
+WHERE agent IN ('bid', 'budget')
+UNION ALL
+SELECT campaign_id, 'bid' AS agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING), '|', CAST(MOD(ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) AS state,
+       '-' AS arm, 'request' AS kind, CAST(NULL AS DOUBLE) AS reward,
+       CAST(1.0 AS DOUBLE) AS propensity,
+       CAST(0.0 AS DOUBLE) AS cost, PROCTIME() AS arrived, rowtime AS reward_time,
+       CAST(NULL AS ARRAY<DOUBLE>) AS features
+FROM ontime_auctions WHERE bid = 0;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,

@@ -268,7 +268,9 @@ class ServingClient:
         if entry is not None and not is_stale(
             entry.record.updated_at_ms, self._clock_ms(), self.stale_after_ms
         ):
-            missing = entry.policy.missing_context(context) if hasattr(entry.policy, "missing_context") else []
+            missing = (
+                entry.policy.missing_context(context) if hasattr(entry.policy, "missing_context") else []
+            )
             if missing:
                 raise ValueError(
                     f"ServingClient.choose: the {agent} policy of {campaign_id} "
@@ -314,7 +316,9 @@ class ServingClient:
             amount, choice.action, choice.propensity, choice.policy_version, choice.source, amount < raw
         )
 
-    def remaining_budget(self, campaign_id: str, now_ms: int, agents: Sequence[str] = ("budget", "bid")) -> float | None:
+    def remaining_budget(
+        self, campaign_id: str, now_ms: int, agents: Sequence[str] = ("budget", "bid")
+    ) -> float | None:
         """The campaign's daily budget left at ``now_ms`` by the spend the job published with its
         budget (or bid) policy (``None`` when neither is cached): what a serving node that does
         not see every other node's spend paces against."""

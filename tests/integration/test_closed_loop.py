@@ -117,7 +117,9 @@ def test_creative_bid_and_budget_agents_close_the_loop_within_budget(services, u
     is left (``sim.simulator.EXHAUSTED_SHARE``), so two bidders that both exhaust their budgets
     differ by at most that share."""
     bootstrap = services.kafka_bootstrap
-    cfg = demo.job_config(bootstrap, services.redis_url, prefix=unique_prefix, tables=str(tmp_path / "rewards"))
+    cfg = demo.job_config(
+        bootstrap, services.redis_url, prefix=unique_prefix, tables=str(tmp_path / "rewards")
+    )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     baseline = demo.fixed_multiplier_baseline(AGENTS_SIM, multiplier=1.0)
     job = client = writer = None
@@ -132,7 +134,9 @@ def test_creative_bid_and_budget_agents_close_the_loop_within_budget(services, u
         last_third = hours[-(24 * days) // 3 :]
         served = sum(h.ctr * h.impressions for h in last_third if h.impressions)
         oracle = sum(h.oracle_ctr * h.impressions for h in last_third if h.impressions)
-        assert served >= 0.95 * oracle, f"creative CTR {served / oracle:.3f} of the oracle's over the last third"
+        assert served >= 0.95 * oracle, (
+            f"creative CTR {served / oracle:.3f} of the oracle's over the last third"
+        )
 
         budgets = {c.campaign_id: c.daily_budget for c in loop.sim.market.campaigns}
         spend = loop.sim.truth.spend

@@ -70,7 +70,9 @@ def test_each_learner_learns_in_the_job_and_its_params_serve(services, unique_pr
 
         client = ServingClient(store, seed=1, stale_after_ms=86_400_000)
         client.start()
-        assert client.wait_for_version(campaigns[0], "creative", records[(campaigns[0], "creative")].version, timeout_s=10)
+        assert client.wait_for_version(
+            campaigns[0], "creative", records[(campaigns[0], "creative")].version, timeout_s=10
+        )
         camp = sim.market.campaigns[0]
         context = {
             "segment": sim.market.segments[0],

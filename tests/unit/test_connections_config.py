@@ -128,9 +128,7 @@ def test_the_job_role_covers_exactly_the_topics_group_and_transactional_ids_the_
     cfg = app_config.AppConfig()
     acls = kafka_acls(cfg, "job")
     topics = {(a.name, a.operation) for a in acls if a.resource_type == "TOPIC"}
-    assert topics == {(t, "READ") for t in events.TOPICS} | {
-        (t, "WRITE") for t in cfg.kafka.output_topics()
-    }
+    assert topics == {(t, "READ") for t in events.TOPICS} | {(t, "WRITE") for t in cfg.kafka.output_topics()}
     assert {(a.resource_type, a.name, a.pattern) for a in acls if a.resource_type != "TOPIC"} == {
         ("GROUP", "adloop-feedback", "LITERAL"),
         ("TRANSACTIONAL_ID", "adloop-feedback.", "PREFIXED"),
