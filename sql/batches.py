@@ -68,7 +68,11 @@ def batches_views(
     rewards = rewards or RewardConfig()
     time = "arrived" if clock == "processing" else "reward_time"
     per_request = "agent IN (" + ", ".join(f"'{a}'" for a in AUCTION_AGENTS) + ")"
-    decision_fields = ", ".join(columns(events.item_columns(events.AUCTIONS, "decisions")))
+    item = events.item_columns(events.AUCTIONS, "decisions")
+    decision_fields = ", ".join(columns(item))
+    # A throttled request (bid 0) is also a request of the bid agent's NOT_ENTERED arm, read in
+    # the same pass (a second read of ontime_auctions would deduplicate the auctions twice).
+    not_entered = f"CAST(ROW('bid', '{NOT_ENTERED}', 1.0, 0) AS ROW<{item}>)"
     # Columns in the order the aggregate reads them (keys, MAX's argument, ADLOOP_ARM_STATS's,
     # the time attribute): the planner pushes this projection under the union of initial and
     # delayed rewards, and with nothing left to reorder no projection of its own runs over it.
@@ -87,15 +91,10 @@ SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "se
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
        PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
-FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d ({decision_fields})
-WHERE {per_request}
-UNION ALL
-SELECT campaign_id, 'bid' AS agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
-       '{NOT_ENTERED}' AS arm, 'request' AS kind, CAST(NULL AS DOUBLE) AS reward,
-       CAST(1.0 AS DOUBLE) AS propensity,
-       CAST(0.0 AS DOUBLE) AS cost, PROCTIME() AS arrived, rowtime AS reward_time,
-       CAST(NULL AS ARRAY<DOUBLE>) AS features
-FROM ontime_auctions WHERE bid = 0"""
+FROM ontime_auctions CROSS JOIN UNNEST(
+  CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[{not_entered}]) ELSE decisions END
+) AS d ({decision_fields})
+WHERE {per_request}"""
     contextual = sorted(contextual_agents) if feature_dim > 0 else []
     stats = "ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost"
     if contextual:
