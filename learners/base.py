@@ -152,6 +152,9 @@ class Learner(abc.ABC):
         """
         return [key for key in self.CONTEXT_KEYS if context is None or key not in context]
 
+    def carry_spend(self, stored: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take the campaign's spend today from ``stored`` params (budget learners only)."""
+
     def continue_from(self, version: int) -> None:
         """Number this learner's next update after ``version`` (a key restarted under a new config
         goes on from its published version, so serving nodes take what it publishes next)."""

@@ -60,7 +60,7 @@ class BidAgent(Learner):
     ...     {"state": f"0|{t}|young", "arm": m, "trials": 100, "reward_sum": r, "cost_sum": c}
     ...     for t in (0, 1) for m, r, c in (("0.5", 2, 3), ("1", 3, 8), ("1.5", 3.5, 15))
     ... ]
-    >>> agent.update(Batch.from_rows(rows, window_end=DAY_MS - 1))
+    >>> agent.update(Batch.from_rows(rows, window_end=86_400_000 - 1))
     >>> ctx = {"time_block": 0, "segment": "young", "remaining_budget": 50.0, "base_bid": 0.4}
     >>> agent.choose(ctx, ["0.5", "1", "1.5"])  # 300 requests a block: "1" twice spends 48 of 50
     ('1', 1.0)
@@ -111,7 +111,8 @@ class BidAgent(Learner):
             raise ValueError(f"BidAgent: prior_trials must be > 0; got {prior_trials!r}")
         self._caps = SafetyCaps(max_bid=max_bid)
         super().__init__(half_life_ms=half_life_ms, seed=seed)
-        self.multipliers = [str(m) for m in multipliers]
+        # Labels as serving nodes write actions ("1", not "1.0"): sim.policies.format_multiplier.
+        self.multipliers = [f"{float(m):g}" for m in multipliers]
         self.budget = budget
         self.n_blocks = n_blocks
         self.budget_levels = budget_levels
@@ -195,6 +196,9 @@ class BidAgent(Learner):
 
     def _invalidate(self) -> None:
         self._lambda = None
+
+    def carry_spend(self, stored: Mapping[str, Any]) -> None:
+        self._spend = SpendToday.from_json(stored.get("spend"))
 
     def remaining_budget(self, now_ms: int) -> float:
         """The campaign's budget left at ``now_ms`` by the spend the job has seen today."""

@@ -42,7 +42,7 @@ class BudgetPacer(Learner):
     >>> from learners.batch import Batch
     >>> pacer = BudgetPacer(100.0, n_blocks=4, seed=0)
     >>> rows = [{"state": f"0|{t}|all", "arm": "1", "trials": 1000, "cost_sum": 50.0} for t in range(4)]
-    >>> pacer.update(Batch.from_rows(rows, window_end=DAY_MS - 1))
+    >>> pacer.update(Batch.from_rows(rows, window_end=86_400_000 - 1))
     >>> pacer.target_rate({"time_block": 0, "remaining_budget": 100.0})
     0.5
     >>> pacer.choose({"time_block": 0, "remaining_budget": 100.0}, ["0", "0.25", "0.5", "0.75", "1"])
@@ -135,6 +135,9 @@ class BudgetPacer(Learner):
 
     def _invalidate(self) -> None:
         self._full_spend = None
+
+    def carry_spend(self, stored: Mapping[str, Any]) -> None:
+        self._spend = SpendToday.from_json(stored.get("spend"))
 
     def remaining_budget(self, now_ms: int) -> float:
         """The campaign's budget left at ``now_ms`` by the spend the job has seen today."""

@@ -164,8 +164,9 @@ class LinUCB(Learner):
         if not isinstance(context, Mapping):
             return []
         vector = context.get("features")
-        if isinstance(vector, Sequence) and not isinstance(vector, str) and len(vector) >= self.dim:
-            return []
+        if vector is not None and not isinstance(vector, str | bytes) and hasattr(vector, "__len__"):
+            if len(vector) >= self.dim:
+                return []
         return [f for f in self.features if f not in context]
 
     def _vector(self, context: Mapping[str, Any] | Sequence[float] | None) -> np.ndarray:

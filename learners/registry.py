@@ -123,7 +123,8 @@ def reconcile(stored: Mapping[str, Any], fresh: Learner) -> tuple[Learner, bool]
       budget, an exploration rate, a half-life): the learned state is kept, under the new values;
     - anything else (another class, another arm grid, other features or time blocks): the key
       starts afresh from the new config;
-    - either way its versions go on from the stored one, so serving nodes take the next publish.
+    - either way its versions go on from the stored one, so serving nodes take the next publish,
+      and a budget learner keeps the campaign's spend today.
 
     >>> from learners import ThompsonSampling, UCB
     >>> old = UCB(delta=1.0, seed=0); old.continue_from(7); stored = old.to_params()
@@ -146,6 +147,7 @@ def reconcile(stored: Mapping[str, Any], fresh: Learner) -> tuple[Learner, bool]
         except (ValueError, KeyError, TypeError, IndexError):
             pass  # the state does not load under the new values: start afresh
     fresh.continue_from(int(stored.get("version") or 0))
+    fresh.carry_spend(stored)  # what was spent today is a fact, not learned state
     return fresh, True
 
 

@@ -33,6 +33,7 @@ from sql.schema import ARM_FIELDS, columns
 # The agents that learn per bid request: their trials, wins and spend come from ``ad.auctions``;
 # their reward rows add only value (the click and credit part of their reward).
 AUCTION_AGENTS = ("bid", "budget")
+MAX_MULTIPLIER = 1000  # the largest bid multiplier the statistics take
 
 
 def batches_views(
@@ -52,11 +53,13 @@ def batches_views(
     impression, its reward, and its cost. The bid and budget agents' rows are keyed by
     ``state = "<day>|<block>|<segment>"`` (``CampaignTable.agent_state_sql``, of the request's event
     time) and come from two streams: every ``ad.auctions`` request is a trial (kind ``request``,
-    or ``won`` with a win and its clearing price as cost; a request the budget agent throttled is
-    a trial of the bid agent's arm ``NOT_ENTERED``, so the bid agent plans with every request, not
-    only those the pacer let through), and every reward row adds its value
-    (kind ``value``: the click and credit terms of the agent's reward, its cost term left out
-    since the spend is counted once per request from the auctions).
+    or ``won`` with a win and its clearing price as cost; a request with bid 0, throttled or not
+    entered, is a trial of the bid agent's arm ``NOT_ENTERED`` and of no multiplier, so the bid
+    agent plans with every request, not only those the pacer let through), and every reward row
+    adds its value (kind ``value`` for an initial row, ``delayed`` for credit: the click and credit
+    terms of the agent's reward, its cost term left out since the spend is counted once per
+    request from the auctions). A decision whose action is no multiplier in (0, MAX_MULTIPLIER]
+    (bid) or pacing rate in [0, 1] (budget) is left out of the statistics.
 
     ``xx`` (Σxxᵀ, row-major) and ``rx`` (Σrx) are computed for ``contextual_agents`` only and NULL
     for the others: they are ``feature_dim² + feature_dim`` sums per arm, most of the micro-batches'
@@ -73,6 +76,14 @@ def batches_views(
     # A throttled request (bid 0) is also a request of the bid agent's NOT_ENTERED arm, read in
     # the same pass (a second read of ontime_auctions would deduplicate the auctions twice).
     not_entered = f"CAST(ROW('bid', '{NOT_ENTERED}', 1.0, 0) AS ROW<{item}>)"
+    # A decision whose action is no multiplier (bid) or pacing rate (budget) cannot be learned
+    # from: it is left out of the statistics (it stays in the reward table), so one bad serving
+    # node cannot make a key's every micro-batch fail.
+    usable = (
+        f"(action = '{NOT_ENTERED}' OR CASE agent"
+        f" WHEN 'bid' THEN TRY_CAST(action AS DOUBLE) > 0 AND TRY_CAST(action AS DOUBLE) <= {MAX_MULTIPLIER}"
+        " WHEN 'budget' THEN TRY_CAST(action AS DOUBLE) BETWEEN 0 AND 1 ELSE TRUE END)"
+    )
     # Columns in the order the aggregate reads them (keys, MAX's argument, ADLOOP_ARM_STATS's,
     # the time attribute): the planner pushes this projection under the union of initial and
     # delayed rewards, and with nothing left to reorder no projection of its own runs over it.
@@ -86,6 +97,7 @@ SELECT campaign_id, agent, reward_ts,
        propensity, CASE WHEN {per_request} THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
        PROCTIME() AS arrived, reward_time, features
 FROM {source}
+WHERE NOT {per_request} OR {usable}
 UNION ALL
 SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
@@ -94,7 +106,8 @@ SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "se
 FROM ontime_auctions CROSS JOIN UNNEST(
   CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[{not_entered}]) ELSE decisions END
 ) AS d ({decision_fields})
-WHERE {per_request}"""
+WHERE {per_request} AND {usable}
+  AND NOT (agent = 'bid' AND bid = 0 AND action <> '{NOT_ENTERED}')"""
     contextual = sorted(contextual_agents) if feature_dim > 0 else []
     stats = "ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost"
     if contextual:

@@ -425,20 +425,17 @@ SELECT campaign_id, agent, reward_ts,
        propensity, CASE WHEN agent IN ('bid', 'budget') THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
        PROCTIME() AS arrived, reward_time, features
 FROM rewards
+WHERE NOT agent IN ('bid', 'budget') OR (action = '-' OR CASE agent WHEN 'bid' THEN TRY_CAST(action AS DOUBLE) > 0 AND TRY_CAST(action AS DOUBLE) <= 1000 WHEN 'budget' THEN TRY_CAST(action AS DOUBLE) BETWEEN 0 AND 1 ELSE TRUE END)
 UNION ALL
 SELECT campaign_id, agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING), '|', CAST(MOD(ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) AS state,
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
        PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
-FROM ontime_auctions CROSS JOIN UNNEST(decisions) AS d (agent, action, propensity, policy_version)
-WHERE agent IN ('bid', 'budget')
-UNION ALL
-SELECT campaign_id, 'bid' AS agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING), '|', CAST(MOD(ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) AS state,
-       '-' AS arm, 'request' AS kind, CAST(NULL AS DOUBLE) AS reward,
-       CAST(1.0 AS DOUBLE) AS propensity,
-       CAST(0.0 AS DOUBLE) AS cost, PROCTIME() AS arrived, rowtime AS reward_time,
-       CAST(NULL AS ARRAY<DOUBLE>) AS features
-FROM ontime_auctions WHERE bid = 0;
+FROM ontime_auctions CROSS JOIN UNNEST(
+  CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[CAST(ROW('bid', '-', 1.0, 0) AS ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>)]) ELSE decisions END
+) AS d (agent, action, propensity, policy_version)
+WHERE agent IN ('bid', 'budget') AND (action = '-' OR CASE agent WHEN 'bid' THEN TRY_CAST(action AS DOUBLE) > 0 AND TRY_CAST(action AS DOUBLE) <= 1000 WHEN 'budget' THEN TRY_CAST(action AS DOUBLE) BETWEEN 0 AND 1 ELSE TRUE END)
+  AND NOT (agent = 'bid' AND bid = 0 AND action <> '-');
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,

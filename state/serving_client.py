@@ -320,11 +320,14 @@ class ServingClient:
         self, campaign_id: str, now_ms: int, agents: Sequence[str] = ("budget", "bid")
     ) -> float | None:
         """The campaign's daily budget left at ``now_ms`` by the spend the job published with its
-        budget (or bid) policy (``None`` when neither is cached): what a serving node that does
+        budget (or bid) policy (``None`` when neither is cached and fresh): what a serving node that does
         not see every other node's spend paces against."""
         for agent in agents:
             entry = self._cache.get((campaign_id, agent))
-            if entry is not None and hasattr(entry.policy, "remaining_budget"):
+            stale = entry is not None and is_stale(
+                entry.record.updated_at_ms, self._clock_ms(), self.stale_after_ms
+            )
+            if entry is not None and not stale and hasattr(entry.policy, "remaining_budget"):
                 with entry.lock:
                     return float(entry.policy.remaining_budget(now_ms))
         return None
