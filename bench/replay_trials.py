@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "reproducibility.md"
 
 PARTITIONS = 2
-INPUTS = ("impressions", "clicks", "conversions")
+INPUTS = ("impressions", "clicks", "conversions", "auctions")
 OUTPUTS = ("rewards", "batches", "policy_updates", "late", "dlq")
 # Noisier than the simulator's defaults: 1% of events 6 h late, 3% duplicates, 1% malformed.
 NOISE = {"late_rate": 0.01, "late_by_ms": 6 * 3_600_000, "duplicate_rate": 0.03, "malformed_rate": 0.01}

@@ -73,7 +73,12 @@ def _latest_checkpoint_number(checkpoint_dir: Path, job) -> int:
 
 
 def _arm_stats(params: dict) -> dict:
-    return dict(zip(params["arms"], params["stats"], strict=True))
+    """A learner's sufficient statistics by arm: a bandit's per arm, the bid agent's per (segment,
+    arm), the pacer's per (block, arm)."""
+    if "stats" in params:
+        return dict(zip(params["arms"], params["stats"], strict=True))
+    rows = params["segments"] if "segments" in params else params["blocks"]
+    return dict(zip([(r, a) for r in rows for a in params["arms"]], params["cells"], strict=True))
 
 
 def _records(store: RedisPolicyStore) -> dict:

@@ -175,9 +175,7 @@ def serving_store(secured: Secured, prefix: str = REDIS_PREFIX, **overrides) -> 
 
 def produce_day(secured: Secured, cfg: app_config.AppConfig, writer_settings: dict) -> None:
     """Create the run's topics (admin) and write one simulated day (as ``writer_settings``' user)."""
-    topics = [
-        cfg.kafka.topic(n) for n in ("impressions", "clicks", "conversions")
-    ] + cfg.kafka.output_topics()
+    topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(secured.kafka.admin_bootstrap, topics, partitions=1)
     with KafkaWriter(cfg.kafka.bootstrap_servers, cfg.kafka.topic_prefix, config=writer_settings) as writer:
         for chunk in Simulator(SIM).run():
