@@ -167,10 +167,11 @@ def test_far_future_and_hostile_events_are_dead_letters_and_move_neither_event_t
         cfg.kafka.topic("conversions"): lambda n: {"schema_version": 1, "event_id": f"v{n}",
                                                    "conversion_id": f"v{n}", "ts": ahead, "user_id": "u1",
                                                    "campaign_id": "c1", "value": 1.0},
-        cfg.kafka.topic("auctions"): lambda n: {"schema_version": 1, "event_id": f"a{n}", "request_id": f"r{n}",
-                                                "ts": ahead, "campaign_id": "c1", "segment": "s1", "time_block": 0,
-                                                "bid": 0.5, "won": 0, "decisions": [{"agent": "bid", "action": "1",
-                                                "propensity": 1.0, "policy_version": 0}]},
+        cfg.kafka.topic("auctions"): lambda n: {
+            "schema_version": 1, "event_id": f"a{n}", "request_id": f"r{n}", "ts": ahead, "campaign_id": "c1",
+            "segment": "s1", "time_block": 0, "bid": 0.5, "won": 0,
+            "decisions": [{"agent": "bid", "action": "1", "propensity": 1.0, "policy_version": 0}],
+        },
     }  # fmt: skip
     for n, (topic, partition) in enumerate(future):
         producer.produce(topic, json.dumps(far_future[topic](n)).encode(), partition=partition)
