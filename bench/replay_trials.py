@@ -51,6 +51,7 @@ from sim.config import SimConfig
 from sim.noise import SimRecord
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from sql.batches import AUCTION_AGENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "reproducibility.md"
@@ -291,13 +292,16 @@ def outcome(cfg: app_config.AppConfig) -> RunOutcome:
 
 def unbatched(out: RunOutcome) -> dict[tuple, tuple[float, int]]:
     """Keys (campaign, agent, arm) whose trials in the micro-batches differ from their initial
-    reward rows: (trials, rows). Empty when every reward row reached the learners."""
+    reward rows: (trials, rows). Empty when every reward row reached the learners. The bid and
+    budget agents' trials are their auction requests, not reward rows: they are left out here (the
+    runs' statistics are still compared key by key)."""
     trials: dict[tuple, float] = defaultdict(float)
     for (campaign, agent, _state, arm), stats in out.stats.items():
-        trials[(campaign, agent, arm)] += stats[0]
+        if agent not in AUCTION_AGENTS:
+            trials[(campaign, agent, arm)] += stats[0]
     rows: dict[tuple, int] = defaultdict(int)
     for (_, kind, _), row in out.rewards.items():
-        if kind == "initial":
+        if kind == "initial" and row["agent"] not in AUCTION_AGENTS:
             rows[(row["campaign_id"], row["agent"], row["action"])] += 1
     return {
         k: (trials.get(k, 0.0), rows.get(k, 0))
