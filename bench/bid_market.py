@@ -28,6 +28,7 @@ spend; stationary, agent ≥ 0.97× the clicks of linear tuned on the test days.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from collections import defaultdict
@@ -86,22 +87,16 @@ class _Counter:
         clicked = []
         for r in records:
             if r.topic == IMPRESSIONS:
-                imp = _json(r.value)
+                imp = json.loads(r.value)
                 day = (imp["ts"] - self.cfg.start_ms) // DAY_MS
                 arm = next((d["action"] for d in imp["decisions"] if d["agent"] == BID), "")
                 self.impressions[imp["impression_id"]] = (imp["campaign_id"], day, _state(imp), arm)
             elif r.topic == CLICKS:
-                campaign, day, state, arm = self.impressions[_json(r.value)["impression_id"]]
+                campaign, day, state, arm = self.impressions[json.loads(r.value)["impression_id"]]
                 if day < self.cfg.days:
                     self.clicks[campaign][day] += 1
                     clicked.append((campaign, state, arm))
         return clicked
-
-
-def _json(value: bytes) -> dict[str, Any]:
-    import json
-
-    return json.loads(value)
 
 
 _TABLE = CampaignTable()
@@ -109,8 +104,7 @@ _TABLE = CampaignTable()
 
 def _state(event: dict[str, Any]) -> str:
     """The agents' state key of an event, as the job's micro-batches make it."""
-    ts = event["ts"]
-    return f"{ts // DAY_MS}|{_TABLE.time_block(ts)}|{event['segment']}"
+    return _TABLE.agent_state(event["ts"], event["segment"])
 
 
 class LinearBidder:
@@ -154,7 +148,7 @@ class AgentBidder:
         for r in records:
             if r.topic != AUCTIONS:
                 continue
-            a = _json(r.value)
+            a = json.loads(r.value)
             for d in a["decisions"]:
                 if d["agent"] != BID:
                     continue

@@ -96,6 +96,22 @@ class CampaignTable:
         """The block of the UTC day that the event time ``ts_ms`` falls in."""
         return (int(ts_ms) % DAY_MS) * self.time_blocks // DAY_MS
 
+    def block_elapsed(self, ts_ms: int) -> float:
+        """The fraction of its time block gone at ``ts_ms``, in [0, 1).
+
+        >>> CampaignTable(time_blocks=24).block_elapsed(3_600_000 * 5 + 900_000)
+        0.25
+        """
+        return ((int(ts_ms) % DAY_MS) * self.time_blocks % DAY_MS) / DAY_MS
+
+    def agent_state(self, ts_ms: int, segment: str) -> str:
+        """The bid and budget agents' state key of an event, as :meth:`agent_state_sql` makes it.
+
+        >>> CampaignTable().agent_state(86_400_000 + 3_600_000 * 5, "young")
+        '1|5|young'
+        """
+        return f"{int(ts_ms) // DAY_MS}|{self.time_block(ts_ms)}|{segment}"
+
     def time_block_sql(self, ts_column: str) -> str:
         """:meth:`time_block` of a BIGINT column of epoch milliseconds, as Flink SQL.
 

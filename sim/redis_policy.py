@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from sim.config import DAY_MS
+from learners.campaigns import CampaignTable
 from sim.policies import BID, BUDGET, CREATIVE, Decision, Request, format_multiplier
 
 if TYPE_CHECKING:  # keep importing sim free of Redis for users of the file/Kafka writers only
@@ -48,18 +48,18 @@ class RedisServingPolicy:
         self.client = client
         self.bid = bid
         self.budget = budget
-        self.time_blocks = time_blocks
+        self._blocks = CampaignTable(time_blocks=time_blocks)
         self.sources: Counter[tuple[str, str]] = Counter()
         self._grid: dict[tuple[float, ...], list[str]] = {}
 
     def decide(self, request: Request) -> list[Decision]:
         client = self.client
-        of_day = (request.ts % DAY_MS) * self.time_blocks
+        blocks = self._blocks
         context: dict[str, Any] = {
             "segment": request.segment,
             "features": list(request.features),
-            "time_block": of_day // DAY_MS,
-            "block_elapsed": (of_day % DAY_MS) / DAY_MS,
+            "time_block": blocks.time_block(request.ts),
+            "block_elapsed": blocks.block_elapsed(request.ts),
             "remaining_budget": request.remaining_budget,
         }
         creative = client.choose(request.campaign_id, CREATIVE, context, request.creatives)

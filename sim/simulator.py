@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from contract.events import AUCTIONS, CLICKS, CONVERSIONS, CURRENT_VERSION, IMPRESSIONS
+from learners.campaigns import CampaignTable
 from sim.config import DAY_MS, HOUR_MS, SimConfig
 from sim.market import STREAM_AUCTION_NOISE, STREAM_DRIFT, STREAM_NOISE, STREAM_TRAFFIC, Market, rng_stream
 from sim.noise import Noise, NoiseLog, SimRecord
@@ -81,6 +82,7 @@ class Simulator:
         # records of a seed as they were.
         auction_seed = int(rng_stream(config.seed, STREAM_AUCTION_NOISE).integers(2**63))
         self._auction_noise = Noise(config, random.Random(auction_seed), self.noise_log, bad_tag="abad")
+        self._blocks = CampaignTable(time_blocks=config.time_blocks)  # the agents' blocks of the day
         self._drift = rng_stream(config.seed, STREAM_DRIFT)  # its own stream: no other draw moves
         self._day_drift: tuple[float, float] = (1.0, 0.0)  # today's (price level, phase in hours)
         self._pending: list[tuple[Any, ...]] = []  # heap of clean events by (ts, kind, seq)
@@ -239,7 +241,7 @@ class Simulator:
             "ts": request.ts,
             "campaign_id": request.campaign_id,
             "segment": request.segment,
-            "time_block": (request.ts % DAY_MS) * self.config.time_blocks // DAY_MS,
+            "time_block": self._blocks.time_block(request.ts),
             "bid": bid / MICROS,
             "won": int(price is not None),
             "decisions": acted,

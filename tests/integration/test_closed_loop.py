@@ -29,6 +29,20 @@ MIN_GAP = 0.3  # relative CTR lead of the true best creative over the second, pe
 MIN_TRIALS = 500  # impressions the learner must have seen on the best creative
 
 
+def _stop_loop(job, client, writer, cfg, topics) -> None:  # type: ignore[no-untyped-def]
+    """Stop what ``demo.start_loop`` started (whatever of it did start) and drop the test's data."""
+    if writer is not None:
+        writer.abort()
+    if client is not None:
+        client.stop()
+    if job is not None:
+        job.cancel().result()
+    store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
+    store.purge()
+    store.close()
+    kafka_tools.delete_topics(cfg.kafka.bootstrap_servers, topics)
+
+
 def test_each_campaign_learns_its_best_creative_and_versions_only_go_up(services, unique_prefix, tmp_path):
     """Each campaign's published creative policy ranks the true best creative first.
 
@@ -91,16 +105,7 @@ def test_each_campaign_learns_its_best_creative_and_versions_only_go_up(services
                 assert list(seen) == sorted(set(seen)), f"{campaign}/{agent}: versions {seen}"
         assert time.monotonic() - started < 600
     finally:
-        if writer is not None:
-            writer.abort()
-        if client is not None:
-            client.stop()
-        if job is not None:
-            job.cancel().result()
-        store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
-        store.purge()
-        store.close()
-        kafka_tools.delete_topics(bootstrap, topics)
+        _stop_loop(job, client, writer, cfg, topics)
 
 
 AGENTS_SIM = demo.demo_sim_config(days=3, seed=7)  # the demo's market: budgets bind every day
@@ -157,13 +162,4 @@ def test_creative_bid_and_budget_agents_close_the_loop_within_budget(services, u
                 seen = client.versions_seen(campaign, agent)
                 assert seen and list(seen) == sorted(set(seen)), (campaign, agent, seen)
     finally:
-        if writer is not None:
-            writer.abort()
-        if client is not None:
-            client.stop()
-        if job is not None:
-            job.cancel().result()
-        store = RedisPolicyStore(cfg.redis.url, key_prefix=cfg.redis.key_prefix)
-        store.purge()
-        store.close()
-        kafka_tools.delete_topics(bootstrap, topics)
+        _stop_loop(job, client, writer, cfg, topics)
