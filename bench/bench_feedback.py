@@ -84,8 +84,6 @@ OUTPUTS = {
     "naive": ("rewards", "late", "dlq", "policy_updates"),
     "fresh": ("rewards", "batches", "late", "dlq", "policy_updates"),
 }
-# Low-latency settings of the freshness run (all are ordinary config keys).
-FRESH_BATCH_MS, FRESH_PUBLISH_MS, FRESH_BUNDLE_MS, FRESH_BUFFER_MS = 100, 100, 50, 10
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class RunSpec:
     work: str
     input_prefix: str = INPUT_PREFIX
     duration_s: float = 0.0  # fresh: how long the unbounded job runs before it is cancelled
-    low_latency: bool = True  # fresh: the low-latency settings (FRESH_*), else the config's defaults
+    rest_port: int = 0  # fresh: the mini-cluster's REST port (0: none)
 
     def outputs(self) -> list[str]:
         """The Kafka topics this run's job writes."""
@@ -126,8 +124,6 @@ def app_config(spec: RunSpec) -> Any:
         },
         tables={"rewards_path": str(Path(spec.work) / "rewards")},
     )
-    if spec.variant == "fresh" and spec.low_latency:
-        cfg = cfg.replace(batches={"interval_ms": FRESH_BATCH_MS}, publish={"interval_ms": FRESH_PUBLISH_MS})
     return cfg
 
 
@@ -166,9 +162,8 @@ def child(spec_path: Path, result_path: Path) -> None:
         "restart-strategy.type": "none",
         **json.loads(os.environ.get("ADLOOP_BENCH_FLINK_OVERRIDES", "{}")),
     }
-    if spec.variant == "fresh" and spec.low_latency:
-        overrides["python.fn-execution.bundle.time"] = str(FRESH_BUNDLE_MS)
-        overrides["execution.buffer-timeout.interval"] = f"{FRESH_BUFFER_MS} ms"
+    if spec.rest_port:
+        overrides["rest.bind-port"] = str(spec.rest_port)
     t0 = time.perf_counter()
     job = (
         _naive_job(cfg, spec, overrides)
@@ -373,7 +368,6 @@ def freshness_run(
         str(scratch / run_id),
         prefix,
         duration_s=args.warmup + args.fresh_seconds + args.probe_timeout + 120,
-        low_latency=args.settings == "low-latency",
     )
     topics = KafkaConfig(topic_prefix=prefix).input_topics() + spec.outputs()
     kafka_tools.create_topics(svc.kafka_bootstrap, topics, partitions=PARTITIONS)
@@ -464,7 +458,7 @@ def render(runs: list[dict], fresh: list[dict], args: argparse.Namespace, record
         "",
         f"Command: `python -m bench.bench_feedback --days {args.days} --repeats {args.repeats} "
         f"--parallelisms {','.join(map(str, args.parallelisms))} --variants {','.join(args.variants)} "
-        f"--rates {args.rates} --part {args.part} --settings {args.settings}`",
+        f"--rates {args.rates} --part {args.part}`",
         "",
         f"Date: {started} UTC. Machine: {os.cpu_count()} cores (shared), {platform.machine()}, Python "
         f"{platform.python_version()}, {_flink_version()} on the local mini-cluster; Kafka and Redis on "
@@ -550,13 +544,7 @@ def _freshness_section(fresh: list[dict], args: argparse.Namespace) -> list[str]
         "",
         "## Freshness: click in Kafka to the new policy version at a subscriber",
         "",
-        (
-            f"Settings: `batches.interval_ms` {FRESH_BATCH_MS}, `publish.interval_ms` {FRESH_PUBLISH_MS}, "
-            f"`python.fn-execution.bundle.time` {FRESH_BUNDLE_MS} ms, `execution.buffer-timeout.interval` "
-            f"{FRESH_BUFFER_MS} ms; p = 1; "
-            if args.settings == "low-latency"
-            else "Settings: the defaults of flink-conf/adloop.yaml and flink-conf/config.yaml; p = 1; "
-        )
+        "Settings: the defaults of flink-conf/adloop.yaml and flink-conf/config.yaml; p = 1; "
         + f"{args.fresh_seconds:g} s of probes after {args.warmup:g} s of load; "
         f"a probe not seen within {args.probe_timeout:g} s counts as that.",
         "",
@@ -660,12 +648,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh-seconds", type=float, default=30.0, help="seconds of probes per rate")
     parser.add_argument("--probe-timeout", type=float, default=60.0, help="longest wait for a probe")
     parser.add_argument("--part", choices=("all", "throughput", "freshness"), default="all")
-    parser.add_argument(
-        "--settings",
-        choices=("low-latency", "defaults"),
-        default="low-latency",
-        help="freshness runs: the low-latency settings, or the config's and flink-conf's defaults",
-    )
     parser.add_argument(
         "--variants",
         type=_variants,

@@ -211,7 +211,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class BatchesConfig:
-    interval_ms: int = 1_000  # micro-batch length for the learners, on the processing clock
+    interval_ms: int = 100  # micro-batch length for the learners, on the processing clock
     feature_dim: int = 8  # length of the impressions' feature vectors (for Σxxᵀ and Σrx)
     # What closes a micro-batch: "processing" (every interval_ms of wall time: fresh policies
     # live), "event" (every event_interval_ms of event time, when the watermark passes: every
@@ -255,7 +255,7 @@ class TablesConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
-    interval_ms: int = 200  # a key publishes at most this often
+    interval_ms: int = 100  # a key publishes at most this often
     every_n: int = 1  # ... and once this many updates are pending
     idle_expiry_ms: int = 7 * 86_400_000  # state of a campaign idle this long is dropped
 
