@@ -230,9 +230,14 @@ def _check_prerequisites() -> None:
 
 
 def _write_data(
-    bootstrap: str, prefix: str, sim_kwargs: dict[str, Any], allow_empty: bool = False
+    bootstrap: str,
+    prefix: str,
+    sim_kwargs: dict[str, Any],
+    allow_empty: bool = False,
+    skip: tuple[str, ...] = (),
 ) -> dict[str, int]:
-    """Simulate into ``<prefix>ad.*`` (created with PARTITIONS partitions); records per topic."""
+    """Simulate into ``<prefix>ad.*`` (created with PARTITIONS partitions), leaving out the records
+    of the topics in ``skip`` (e.g. ``("ad.auctions",)``); records per topic."""
     from config.app import KafkaConfig
     from scripts import kafka_tools
     from sim.config import SimConfig
@@ -243,11 +248,12 @@ def _write_data(
     kafka_tools.create_topics(bootstrap, topics, partitions=PARTITIONS)
     with KafkaWriter(bootstrap, topic_prefix=prefix) as writer:
         for chunk in Simulator(SimConfig(**sim_kwargs)).run():
-            writer.write(chunk.records)
+            writer.write([r for r in chunk.records if r.topic not in skip] if skip else chunk.records)
     counts = {}
     for topic in topics:
         ends = kafka_tools.end_offsets(bootstrap, topic)
-        if len(ends) != PARTITIONS or (min(ends.values()) == 0 and not allow_empty):
+        empty_ok = allow_empty or topic.removeprefix(prefix) in skip
+        if len(ends) != PARTITIONS or (min(ends.values()) == 0 and not empty_ok):
             raise BenchError(f"topic {topic}: expected {PARTITIONS} non-empty partitions, found {ends}")
         counts[topic] = sum(ends.values())
     return counts

@@ -217,12 +217,22 @@ def _finish_child(proc: subprocess.Popen, spec: RunSpec, timeout_s: float, log: 
 # -- throughput -----------------------------------------------------------------------------------
 
 
-def throughput_run(svc: Any, variant: str, p: int, records: int, scratch: Path, log: Path) -> dict[str, Any]:
+def throughput_run(
+    svc: Any,
+    variant: str,
+    p: int,
+    records: int,
+    scratch: Path,
+    log: Path,
+    input_prefix: str = INPUT_PREFIX,
+) -> dict[str, Any]:
     from scripts import kafka_tools
     from state.policy_store import RedisPolicyStore
 
     run_id = f"bench.{uuid.uuid4().hex[:8]}"
-    spec = RunSpec(variant, p, svc.kafka_bootstrap, svc.redis_url, run_id, str(scratch / run_id))
+    spec = RunSpec(
+        variant, p, svc.kafka_bootstrap, svc.redis_url, run_id, str(scratch / run_id), input_prefix
+    )
     topics = spec.outputs()
     kafka_tools.create_topics(svc.kafka_bootstrap, topics, partitions=PARTITIONS)
     store = RedisPolicyStore(svc.redis_url, key_prefix=run_id)

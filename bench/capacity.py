@@ -37,8 +37,10 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -133,6 +135,19 @@ class JobWatch:
             per_vertex[label] = per_vertex.get(label, 0) + int(stats.get("state_size", 0))
         return {"id": latest["id"], "bytes": int(latest["state_size"]), "per_vertex": per_vertex}
 
+    def task_labels(self) -> dict[str, str]:
+        """Each task's name (what its thread is called) -> a readable label of what it runs."""
+        nodes = {
+            n["id"]: n.get("description", "") for n in self._get(f"/jobs/{self.job_id}/plan")["plan"]["nodes"]
+        }
+        labels = {}
+        for vertex in self._get(f"/jobs/{self.job_id}")["vertices"]:
+            label = operator_label(nodes.get(vertex["id"], ""))
+            labels[vertex["name"]] = (
+                label if label != nodes.get(vertex["id"], "")[:60] else vertex["name"][:60]
+            )
+        return labels
+
     def cpu_s(self) -> float:
         """CPU seconds of every live process in the job's process group."""
         total, tick = 0.0, os.sysconf("SC_CLK_TCK")
@@ -167,6 +182,79 @@ def operator_label(description: str) -> str:
         if needle in description:
             return label
     return description[:60]
+
+
+THREAD_GROUPS = (  # thread name pattern -> group, first match wins
+    (r"^GC Thread|^VM Thread|^GC ", "JVM garbage collector"),
+    (r"^C2 CompilerThread", "JIT compiler C2"),
+    (r"^C1 CompilerThread", "JIT compiler C1"),
+    (r"^rocksdb:", "RocksDB compaction and flush (native)"),
+    (r"^kafka-producer-network-thread", "Kafka producers' network threads"),
+    (r"^Kafka Fetcher|^Source Data Fetcher", "Kafka source fetchers"),
+    (r"^Checkpoint|^AsyncOperations|^pool-.*changelog|^changelog", "checkpoints and changelog"),
+)
+
+
+def thread_group(name: str, task_labels: dict[str, str]) -> str:
+    """The group a JVM thread's CPU is reported under: a task thread by its operator's label.
+
+    >>> thread_group("GC Thread#1", {})
+    'JVM garbage collector'
+    >>> thread_group("Source: raw_clicks[7] -> Calc[8] (1/1)#0", {"Source: raw_clicks[7] -> Calc[8]": "x"})
+    'task: x'
+    """
+    base = re.sub(r" \(\d+/\d+\)#\d+$", "", name)
+    if base in task_labels:
+        return f"task: {task_labels[base]}"
+    for pattern, group in THREAD_GROUPS:
+        if re.search(pattern, name):
+            return group
+    return re.sub(r"\d+", "N", base)[:70]
+
+
+def _jstack_names(pid: str) -> dict[int, str]:
+    """Java thread names by native thread id."""
+    try:
+        out = subprocess.run(["jstack", pid], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {int(m.group(2), 16): m.group(1) for m in re.finditer(r'^"(.*)" .*?nid=0x([0-9a-f]+)', out, re.M)}
+
+
+def _cpu_of(stat_text: str, tick: float) -> tuple[str, int, float]:
+    """(comm, process group, CPU seconds) from a /proc stat line."""
+    comm = stat_text[stat_text.index("(") + 1 : stat_text.rindex(")")]
+    rest = stat_text[stat_text.rindex(")") + 2 :].split()
+    return comm, int(rest[2]), (int(rest[11]) + int(rest[12])) / tick
+
+
+def thread_cpu(pgid: int, task_labels: dict[str, str]) -> dict[str, float]:
+    """CPU seconds so far of the job's processes, the JVM's by thread group, the others by process."""
+    tick, totals = os.sysconf("SC_CLK_TCK"), {}  # type: ignore[var-annotated]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, group, cpu = _cpu_of(stat.read_text(), tick)
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if group != pgid:
+            continue
+        if comm != "java":
+            # Locally PyFlink runs the Python functions (the learners) in the client process.
+            what = (
+                "Python: the learners (PyFlink client process)" if "_child" in cmdline else f"process {comm}"
+            )
+            totals[what] = totals.get(what, 0.0) + cpu
+            continue
+        names = _jstack_names(stat.parent.name)
+        for task in (stat.parent / "task").iterdir():
+            try:
+                tcomm, _, tcpu = _cpu_of((task / "stat").read_text(), tick)
+            except (OSError, ValueError):
+                continue
+            key = thread_group(names.get(int(task.name), tcomm), task_labels)
+            totals[key] = totals.get(key, 0.0) + tcpu
+    return totals
 
 
 @dataclass
@@ -304,7 +392,8 @@ def _cores(a: dict[str, Any], b: dict[str, Any], key: str) -> float:
 def _measure(job: LiveJob, rate: float, seconds: float, on_sample: Any = None) -> dict[str, Any]:
     """Probes every half second and samples every SAMPLE_S for ``seconds`` (the load already runs)."""
     keys: list[str] = []
-    samples = [job.sample()]
+    labels = job.watch.task_labels()
+    threads0, samples = thread_cpu(job.proc.pid, labels), [job.sample()]
     t0 = time.monotonic()
     next_sample = t0 + SAMPLE_S
     while time.monotonic() - t0 < seconds:
@@ -318,6 +407,9 @@ def _measure(job: LiveJob, rate: float, seconds: float, on_sample: Any = None) -
             next_sample += SAMPLE_S
         time.sleep(0.5)
     samples.append(job.sample())
+    threads1 = thread_cpu(job.proc.pid, labels)
+    span = samples[-1]["t"] - samples[0]["t"]
+    profile = {k: (v - threads0.get(k, 0.0)) / span for k, v in threads1.items()}
     grace = time.monotonic() + 5.0
     while time.monotonic() < grace and not all(k in job.probes.seen for k in keys):
         time.sleep(0.1)
@@ -333,13 +425,14 @@ def _measure(job: LiveJob, rate: float, seconds: float, on_sample: Any = None) -
         "p99": fb._pct(lat, 99),
         "lag_start": lags[0][1],
         "lag_end": lags[-1][1],
-        "lag_max": max((y for _, y in lags), default=float("nan")),
+        "lag_max": max((y for _, y in lags if y == y), default=float("nan")),
         "lag_slope": _slope(lags),
         "lag_growing": lag_growing(lags, rate),
         "job_cores": _cores(samples[0], samples[-1], "job_cpu_s"),
         "bench_cores": _cores(samples[0], samples[-1], "bench_cpu_s"),
         "heap_mb_max": max(s["heap_mb"] for s in samples),
         "samples": samples,
+        "profile": dict(sorted(profile.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -378,13 +471,15 @@ def knee_search(
 def soak(svc: Any, rate: float, args: argparse.Namespace, scratch: Path, log: Path) -> dict[str, Any]:
     seconds = args.soak_minutes * 60
     job = LiveJob(svc, scratch, log, duration_s=seconds + 1800)
-    states: list[tuple[float, int, dict[str, Any]]] = []  # (t, impressions sent, state)
+    states: list[tuple[float, int, dict[str, Any]]] = []  # (t, events read, state)
 
     def on_sample(sample: dict[str, Any], job: LiveJob) -> None:
         state = job.watch.state()
         if state and (not states or states[-1][2]["id"] != state["id"]):
-            states.append((sample["t"], job.gen.sent, state))
-        if len(states) % 12 == 0 and states:
+            # Events the job has read: written less the consumer lag.
+            read = job.gen.sent - (sample["lag"] if sample["lag"] == sample["lag"] else 0)
+            states.append((sample["t"], int(read), state))
+        if states and int(sample["t"] - t0) // 60 != int(sample["t"] - t0 - SAMPLE_S) // 60:  # a minute
             print(
                 f"[capacity] soak {sample['t'] - t0:5.0f}s: lag {sample['lag']:,.0f}, heap "
                 f"{sample['heap_mb']:,.0f} MB, state {states[-1][2]['bytes'] / 2**20:,.0f} MB",
@@ -419,7 +514,7 @@ def soak(svc: Any, rate: float, args: argparse.Namespace, scratch: Path, log: Pa
 
 
 def state_growth(states: list[tuple[float, int, dict[str, Any]]]) -> dict[str, Any]:
-    """Bytes of checkpointed state per impression written, from the first to the last checkpoint of
+    """Bytes of checkpointed state per event the job read, from the first to the last checkpoint of
     the soak's second half (compaction makes single checkpoints jumpy), in total and per operator."""
     if len(states) < 4:
         return {}
@@ -438,17 +533,37 @@ def state_growth(states: list[tuple[float, int, dict[str, Any]]]) -> dict[str, A
     }
 
 
+REPLAYS = {  # input kind -> (topic prefix, topics left out)
+    "all": (fb.INPUT_PREFIX, ()),
+    "no auctions": ("bench.fb.noauc.", ("ad.auctions",)),
+}
+
+
 def replay(svc: Any, args: argparse.Namespace, scratch: Path, log: Path) -> list[dict[str, Any]]:
-    records = sum(fb._write_data(svc.kafka_bootstrap, fb.INPUT_PREFIX, {"days": 30}).values())
+    """The whole job over 30 simulated days, bounded, p = 1: over every topic, and over the same
+    days without ``ad.auctions`` (the live load's kinds of events), alternately."""
+    records = {
+        kind: sum(fb._write_data(svc.kafka_bootstrap, prefix, {"days": 30}, skip=skip).values())
+        for kind, (prefix, skip) in REPLAYS.items()
+    }
     runs = []
     for i in range(args.replay_repeats):
-        r = fb.throughput_run(svc, "learners", 1, records, scratch, log)
-        runs.append(r)
-        print(
-            f"[capacity] replay {i + 1}/{args.replay_repeats}: sustained {r['sustained']:,.0f} rec/s",
-            flush=True,
-        )
+        kinds = list(REPLAYS) if i % 2 == 0 else list(REPLAYS)[::-1]
+        for kind in kinds:
+            r = fb.throughput_run(svc, "learners", 1, records[kind], scratch, log, REPLAYS[kind][0])
+            r.update(input=kind, records=records[kind])
+            runs.append(r)
+            print(
+                f"[capacity] replay {i + 1}/{args.replay_repeats} ({kind}, {records[kind]:,} records): "
+                f"sustained {r['sustained']:,.0f} rec/s",
+                flush=True,
+            )
     return runs
+
+
+def replay_rate(replays: list[dict[str, Any]], kind: str) -> float:
+    rates = [r["sustained"] for r in replays if r["input"] == kind and r["sustained"] == r["sustained"]]
+    return statistics.median(rates) if rates else float("nan")
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -492,7 +607,7 @@ def render(
     png: Path | None,
 ) -> str:
     knee = max((s["rate"] for s in steps if held(s)), default=0.0)
-    replay_rate = statistics.median(r["sustained"] for r in replays) if replays else float("nan")
+    every, live_kinds = replay_rate(replays, "all"), replay_rate(replays, "no auctions")
     lines = [
         "# Live capacity: the knee, a soak, and the replay rate, on the default settings",
         "",
@@ -505,8 +620,11 @@ def render(
         f"nothing overridden; Kafka, Redis, the load generator and the subscriber on the same machine; "
         f"{_code_version()}.",
         "",
-        f"**Knee: {knee:,.0f} events/s.** Replay (30 simulated days, bounded, median sustained of "
-        f"{len(replays)}): {replay_rate:,.0f} records/s. **Knee / replay: {knee / replay_rate:.2f}.**",
+        f"**Knee: {knee:,.0f} events/s.** Replay of the whole job (30 simulated days, bounded, p = 1, "
+        f"median sustained rate of {args.replay_repeats} runs each): {every:,.0f} records/s over every "
+        f"topic, **knee / replay {knee / every:.2f}**; {live_kinds:,.0f} records/s over the same days "
+        f"without `ad.auctions` (impressions, clicks and conversions: the live load's kinds of "
+        f"events), **knee / replay {knee / live_kinds:.2f}**.",
         "",
         "## Knee search (one job, the rate raised step by step)",
         "",
@@ -524,18 +642,46 @@ def render(
             f"{s['job_cores']:.2f} | {s['bench_cores']:.2f} | {s['heap_mb_max']:,.0f} | "
             f"{'yes' if held(s) else '**no**'} |"
         )
+    lines += _profile_section(steps)
     lines += [
         "",
-        "## Replay runs",
+        "## Replay runs (in run order)",
         "",
-        "| run | sustained rec/s | span rec/s | JVM CPU s |",
-        "|---|---|---|---|",
+        "| input | records | sustained rec/s | span rec/s | JVM CPU s |",
+        "|---|---|---|---|---|",
     ]
-    for i, r in enumerate(replays, 1):
-        lines.append(f"| {i} | {r['sustained']:,.0f} | {r['rate']:,.0f} | {r['cpu_s']:.1f} |")
+    for r in replays:
+        lines.append(
+            f"| {r['input']} | {r['records']:,} | {r['sustained']:,.0f} | {r['rate']:,.0f} | "
+            f"{r['cpu_s']:.1f} |"
+        )
     if soaked:
         lines += _soak_section(soaked, soak_rate, args, png)
     return "\n".join(lines) + "\n"
+
+
+def _profile_section(steps: list[dict]) -> list[str]:
+    """Where the job's CPU went at the last step that held and the first that did not."""
+    shown = [s for s in steps if held(s)][-1:] + [s for s in steps if not held(s)][:1]
+    if not shown:
+        return []
+    lines = [
+        "",
+        "## Where the job's CPU goes",
+        "",
+        "Cores over each step's measured stretch, by JVM thread group (task threads by the operator "
+        "chain they run; from /proc and jstack) and by process for the job's Python processes.",
+        "",
+        "| " + " | ".join(["thread group or process"] + [f"{s['rate']:,.0f}/s" for s in shown]) + " |",
+        "|" + "---|" * (len(shown) + 1),
+    ]
+    names = sorted({k for s in shown for k in s["profile"]}, key=lambda k: -shown[0]["profile"].get(k, 0.0))
+    for name in names:
+        values = [s["profile"].get(name, 0.0) for s in shown]
+        if max(values) >= 0.01:
+            lines.append("| " + " | ".join([name] + [f"{v:.2f}" for v in values]) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{sum(s['profile'].values()):.2f}**" for s in shown) + " |")
+    return lines
 
 
 def _soak_section(soaked: dict, rate: float, args: argparse.Namespace, png: Path | None) -> list[str]:
@@ -563,13 +709,29 @@ def _soak_section(soaked: dict, rate: float, args: argparse.Namespace, png: Path
     ]
     if png:
         lines += [f"![soak]({png.name})", ""]
-    lines += ["| minute | p50 s | p99 s |", "|---|---|---|"]
+    lines += [
+        "Verdicts: "
+        + "; ".join(
+            [
+                f"p99 <= 1 s in every minute: **{'yes' if worst <= P99_LIMIT_S else 'no'}**",
+                f"consumer lag not growing: **{'yes' if not soaked['lag_growing'] else 'no'}**",
+                f"heap bounded (lowest sample of the last third within 25% of the first third's): "
+                f"**{'yes' if heap_last <= 1.25 * heap_first else 'no'}**",
+            ]
+        )
+        + ".",
+        "",
+        "Per minute, by when the probe was sent; a probe never seen counts as its age at the end.",
+        "",
+        "| minute | p50 s | p99 s |",
+        "|---|---|---|",
+    ]
     lines += [f"| {m} | {p50:.3f} | {p99:.3f} |" for m, p50, p99 in soaked["minutes"]]
     if growth:
         lines += [
             "",
             f"State growth over the soak's second half ({growth['span_s']:.0f} s between checkpoints): "
-            f"**{growth['bytes_per_event']:,.0f} bytes of checkpointed state per event written**. Per "
+            f"**{growth['bytes_per_event']:,.0f} bytes of checkpointed state per event read**. Per "
             "operator (bytes per event):",
             "",
             "| operator | bytes per event |",
@@ -578,7 +740,7 @@ def _soak_section(soaked: dict, rate: float, args: argparse.Namespace, png: Path
         for name, b in sorted(growth["per_vertex"].items(), key=lambda kv: -kv[1]):
             if abs(b) >= 1:
                 lines.append(f"| {name} | {b:,.1f} |")
-    lines += ["", "Checkpoints (s from the soak's start, events written, state MB):", ""]
+    lines += ["", "Checkpoints (s from the soak's start, events read, state MB):", ""]
     lines += [f"- {t:.0f} s, {n:,}, {st['bytes'] / 2**20:,.1f} MB" for t, n, st in soaked["states"]]
     return lines
 
