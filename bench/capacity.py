@@ -489,7 +489,7 @@ def soak(svc: Any, rate: float, args: argparse.Namespace, scratch: Path, log: Pa
     try:
         job.start()
         thread, stop = job.load(rate, seconds + 5)
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         result = _measure(job, rate, seconds, on_sample)
         stop.set()
         thread.join()
@@ -497,11 +497,10 @@ def soak(svc: Any, rate: float, args: argparse.Namespace, scratch: Path, log: Pa
         seen = dict(job.probes.seen)
     finally:
         job.close()
-    # p50/p99 per minute of probes (by when they were sent).
-    wall0 = min(sent_at.values())
+    # p50/p99 per minute of the load, by when each probe was sent (not the start-up probes).
     minutes: dict[int, list[float]] = {}
     for k, t in sent_at.items():
-        if t - wall0 >= 10:  # the start-up probes
+        if t >= wall0:
             minutes.setdefault(int((t - wall0) // 60), []).append(seen.get(k, time.time()) - t)
     result["minutes"] = [
         (m, fb._pct(sorted(v), 50), fb._pct(sorted(v), 99))
@@ -597,6 +596,15 @@ def plot(soaked: dict[str, Any], rate: float, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def _overridden() -> str:
+    extra = os.environ.get("ADLOOP_BENCH_FLINK_OVERRIDES", "")
+    return (
+        f"Flink settings overridden by ADLOOP_BENCH_FLINK_OVERRIDES: `{extra}`"
+        if extra
+        else "nothing overridden"
+    )
+
+
 def render(
     args: argparse.Namespace,
     steps: list[dict],
@@ -617,7 +625,7 @@ def render(
         "",
         f"Date: {started} UTC. Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}, {_flink_version()} on the local mini-cluster, learners on, p = 1, "
-        f"nothing overridden; Kafka, Redis, the load generator and the subscriber on the same machine; "
+        f"{_overridden()}; Kafka, Redis, the load generator and the subscriber on the same machine; "
         f"{_code_version()}.",
         "",
         f"**Knee: {knee:,.0f} events/s.** Replay of the whole job (30 simulated days, bounded, p = 1, "
