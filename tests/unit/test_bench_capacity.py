@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.capacity import Probes, held, lag_growing, state_growth, thread_group
+from bench.capacity_report import held, lag_growing, state_growth
+from bench.live_job import Probes, thread_group
 
 pytestmark = pytest.mark.unit
 
