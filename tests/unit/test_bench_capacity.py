@@ -61,3 +61,72 @@ def test_threads_are_grouped_by_what_they_run():
     assert thread_group("C2 CompilerThread0", tasks) == "JIT compiler C2"
     assert thread_group("rocksdb:low", tasks) == "RocksDB compaction and flush (native)"
     assert thread_group("grpc-default-worker-ELG-3-1", tasks) == "grpc-default-worker-ELG-N-N"
+
+
+def _measured(rate: float, p99: float, growing: bool = False) -> dict:
+    samples = [
+        {
+            "t": 100.0 + 5 * i,
+            "lag": 0.0,
+            "heap_mb": 300.0 + (i % 3) * 100,
+            "job_cpu_s": i,
+            "bench_cpu_s": 0.1 * i,
+        }
+        for i in range(12)
+    ]
+    return {
+        "rate": rate,
+        "produced": rate,
+        "probes": 120,
+        "missing": 0,
+        "p50": p99 / 2,
+        "p99": p99,
+        "lag_start": 0.0,
+        "lag_end": 0.0,
+        "lag_max": 0.0,
+        "lag_slope": 0.0,
+        "lag_growing": growing,
+        "job_cores": 1.2,
+        "bench_cores": 0.1,
+        "heap_mb_max": 500.0,
+        "samples": samples,
+        "profile": {"task: attribution": 0.3, "JIT compiler C2": 0.02},
+    }
+
+
+def test_the_report_names_the_knee_the_ratios_and_each_soak_verdict(tmp_path):
+    import argparse
+
+    from bench.capacity_report import plot, render
+
+    args = argparse.Namespace(
+        rates="8000,10000,12000", step_warmup=30.0, step_seconds=60.0, soak_minutes=20.0, replay_repeats=1
+    )
+    steps = [_measured(8000, 0.4), _measured(10000, 0.6), _measured(12000, 1.6)]
+    replays = [
+        {"input": "all", "records": 700, "sustained": 40_000.0, "rate": 20_000.0, "cpu_s": 70.0},
+        {"input": "no auctions", "records": 280, "sustained": 16_000.0, "rate": 9_000.0, "cpu_s": 65.0},
+    ]
+    soaked = _measured(8000, 0.5) | {
+        "t0": 100.0,
+        "minutes": [(0, 0.3, 0.5), (1, 0.3, 1.4)],
+        "states": [
+            (
+                10.0 * i,
+                80_000 * i,
+                {"id": i, "bytes": 500 * 80_000 * i, "per_vertex": {"attribution": 250 * 80_000 * i}},
+            )
+            for i in range(1, 9)
+        ],
+    }
+    png = tmp_path / "soak.png"
+    plot(soaked, 8000, png)
+    assert png.stat().st_size > 10_000
+    text = render(args, steps, soaked, 8000, replays, "2026-01-01 00:00", png)
+    assert "**Knee: 10,000 events/s.**" in text
+    assert "**knee / replay 0.25**" in text and "**knee / replay 0.62**" in text
+    assert "p99 <= 1 s in every minute: **no**" in text  # minute 1 had 1.4 s
+    assert "consumer lag not growing: **yes**" in text
+    assert "**500 bytes of checkpointed state per event read**" in text
+    assert "| attribution | 250.0 |" in text
+    assert "| task: attribution | 0.30 | 0.30 |" in text  # the last step that held and the first that did not
