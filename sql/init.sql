@@ -440,7 +440,7 @@ WHERE agent IN ('bid', 'budget') AND (action = '-' OR CASE agent WHEN 'bid' THEN
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
   ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost) AS arms
-FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:01.000' DAY(3) TO SECOND(3)))
+FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:00.100' DAY(3) TO SECOND(3)))
 GROUP BY window_start, window_end, campaign_id, agent;
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batch_arms AS
