@@ -167,19 +167,40 @@ def _passthrough_job(cfg: Any, spec: RunSpec, overrides: dict[str, str]) -> Any:
     return statements.execute().get_job_client()
 
 
+def proc_stat(text: str) -> tuple[str, int, int, float]:
+    """(command name, parent pid, process group, CPU seconds: user + system) from a /proc stat line.
+
+    >>> proc_stat("7 (java x) S 1 7 7 0 -1 0 0 0 0 0 250 50 0 0")[:3]
+    ('java x', 1, 7)
+    """
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    rest = text[text.rindex(")") + 2 :].split()
+    return comm, int(rest[1]), int(rest[2]), (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _jvm_cpu_s() -> float:
     """CPU seconds (user + system) of this process's Java children: the PyFlink gateway JVM, which
     hosts the mini-cluster and so every operator of the job."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            comm, parent, _, cpu = proc_stat(stat.read_text())
         except OSError:
             continue
-        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if comm == "java" and int(rest[1]) == os.getpid():
-            total += (int(rest[11]) + int(rest[12])) / tick
+        if comm == "java" and parent == os.getpid():
+            total += cpu
     return total
+
+
+def scratch_dir(name: str) -> tuple[Path, Path]:
+    """A bench's scratch work directory (made ADLOOP_WORK_DIR, with the project's jars linked in)
+    and the log file its jobs write to."""
+    from scripts import services as svc_mod
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"adloop-bench-{name}-"))
+    (scratch / "jars").symlink_to(svc_mod.work_dir() / "jars")
+    os.environ["ADLOOP_WORK_DIR"] = str(scratch)
+    return scratch, Path(tempfile.gettempdir()) / f"{scratch.name}.jobs.log"
 
 
 def child(spec_path: Path, result_path: Path) -> None:

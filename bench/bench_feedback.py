@@ -50,7 +50,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -70,6 +69,7 @@ from bench.bench_attribution import (
     _kill_group,
     _output_times,
     _write_data,
+    scratch_dir,
     sustained_rate,
 )
 
@@ -359,6 +359,22 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def fresh_spec(svc: Any, scratch: Path, duration_s: float, rest_port: int = 0) -> RunSpec:
+    """A live run of the whole job (p = 1) on input topics of its own, for ``duration_s``."""
+    run_id = f"bench.{uuid.uuid4().hex[:8]}"
+    return RunSpec(
+        "fresh",
+        1,
+        svc.kafka_bootstrap,
+        svc.redis_url,
+        run_id,
+        str(scratch / run_id),
+        f"{run_id}.in.",
+        duration_s=duration_s,
+        rest_port=rest_port,
+    )
+
+
 def freshness_run(
     svc: Any, rate: float, args: argparse.Namespace, scratch: Path, log: Path
 ) -> dict[str, Any]:
@@ -367,18 +383,8 @@ def freshness_run(
     from state.policy_store import RedisPolicyStore
     from state.serving_client import ServingClient
 
-    run_id = f"bench.{uuid.uuid4().hex[:8]}"
-    prefix = f"{run_id}.in."
-    spec = RunSpec(
-        "fresh",
-        1,
-        svc.kafka_bootstrap,
-        svc.redis_url,
-        run_id,
-        str(scratch / run_id),
-        prefix,
-        duration_s=args.warmup + args.fresh_seconds + args.probe_timeout + 120,
-    )
+    spec = fresh_spec(svc, scratch, args.warmup + args.fresh_seconds + args.probe_timeout + 120)
+    run_id, prefix = spec.run_id, spec.input_prefix
     topics = KafkaConfig(topic_prefix=prefix).input_topics() + spec.outputs()
     kafka_tools.create_topics(svc.kafka_bootstrap, topics, partitions=PARTITIONS)
     store = RedisPolicyStore(svc.redis_url, key_prefix=run_id)
@@ -573,10 +579,7 @@ def bench(args: argparse.Namespace) -> int:
     from scripts import services as svc_mod
 
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
-    scratch = Path(tempfile.mkdtemp(prefix="adloop-bench-feedback-"))
-    (scratch / "jars").symlink_to(svc_mod.work_dir() / "jars")
-    log = Path(tempfile.gettempdir()) / f"{scratch.name}.jobs.log"
-    os.environ["ADLOOP_WORK_DIR"] = str(scratch)
+    scratch, log = scratch_dir("feedback")
     try:
         _check_prerequisites()
         svc = svc_mod.start(ttl_s=4 * 3600, owner_pid=os.getpid())

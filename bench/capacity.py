@@ -37,13 +37,12 @@ import datetime as dt
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import bench_feedback as fb
-from bench.bench_attribution import BenchError, _check_prerequisites
+from bench.bench_attribution import BenchError, _check_prerequisites, scratch_dir
 from bench.capacity_report import held, lag_growing, plot, render, slope_of
 from bench.live_job import SAMPLE_S, LiveJob, thread_cpu
 
@@ -207,10 +206,7 @@ def bench(args: argparse.Namespace) -> int:
     from scripts import services as svc_mod
 
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
-    scratch = Path(tempfile.mkdtemp(prefix="adloop-bench-capacity-"))
-    (scratch / "jars").symlink_to(svc_mod.work_dir() / "jars")
-    log = Path(tempfile.gettempdir()) / f"{scratch.name}.jobs.log"
-    os.environ["ADLOOP_WORK_DIR"] = str(scratch)
+    scratch, log = scratch_dir("capacity")
     out = Path(args.out)
     try:
         _check_prerequisites()

@@ -5,7 +5,6 @@ sizes, CPU by process and by JVM thread)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,13 +12,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import bench_feedback as fb
-from bench.bench_attribution import BenchError, _kill_group
+from bench.bench_attribution import BenchError, _kill_group, proc_stat
 
 SAMPLE_S = 5.0  # how often a measured stretch samples the job
 
@@ -101,15 +99,14 @@ class JobWatch:
 
     def cpu_s(self) -> float:
         """CPU seconds of every live process in the job's process group."""
-        total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+        total = 0.0
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                text = stat.read_text()
-            except OSError:
+                _, _, group, cpu = proc_stat(stat.read_text())
+            except (OSError, ValueError):
                 continue
-            rest = text[text.rindex(")") + 2 :].split()
-            if int(rest[2]) == self.pgid:
-                total += (int(rest[11]) + int(rest[12])) / tick
+            if group == self.pgid:
+                total += cpu
         return total
 
 
@@ -172,19 +169,12 @@ def _jstack_names(pid: str) -> dict[int, str]:
     return {int(m.group(2), 16): m.group(1) for m in re.finditer(r'^"(.*)" .*?nid=0x([0-9a-f]+)', out, re.M)}
 
 
-def _cpu_of(stat_text: str, tick: float) -> tuple[str, int, float]:
-    """(comm, process group, CPU seconds) from a /proc stat line."""
-    comm = stat_text[stat_text.index("(") + 1 : stat_text.rindex(")")]
-    rest = stat_text[stat_text.rindex(")") + 2 :].split()
-    return comm, int(rest[2]), (int(rest[11]) + int(rest[12])) / tick
-
-
 def thread_cpu(pgid: int, task_labels: dict[str, str]) -> dict[str, float]:
     """CPU seconds so far of the job's processes, the JVM's by thread group, the others by process."""
-    tick, totals = os.sysconf("SC_CLK_TCK"), {}  # type: ignore[var-annotated]
+    totals: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            comm, group, cpu = _cpu_of(stat.read_text(), tick)
+            comm, _, group, cpu = proc_stat(stat.read_text())
             cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError):
             continue
@@ -200,7 +190,7 @@ def thread_cpu(pgid: int, task_labels: dict[str, str]) -> dict[str, float]:
         names = _jstack_names(stat.parent.name)
         for task in (stat.parent / "task").iterdir():
             try:
-                tcomm, _, tcpu = _cpu_of((task / "stat").read_text(), tick)
+                tcomm, _, _, tcpu = proc_stat((task / "stat").read_text())
             except (OSError, ValueError):
                 continue
             key = thread_group(names.get(int(task.name), tcomm), task_labels)
@@ -231,19 +221,9 @@ class LiveJob:
         from state.serving_client import ServingClient
 
         self.svc, self.log = svc, log
-        run_id = f"bench.{uuid.uuid4().hex[:8]}"
-        prefix = f"{run_id}.in."
-        self.spec = fb.RunSpec(
-            "fresh",
-            1,
-            svc.kafka_bootstrap,
-            svc.redis_url,
-            run_id,
-            str(scratch / run_id),
-            prefix,
-            duration_s=duration_s,
-            rest_port=free_port(),
-        )
+        self.spec = fb.fresh_spec(svc, scratch, duration_s, rest_port=free_port())
+        prefix = self.spec.input_prefix
+        run_id = self.spec.run_id
         self.topics = KafkaConfig(topic_prefix=prefix).input_topics() + self.spec.outputs()
         kafka_tools.create_topics(svc.kafka_bootstrap, self.topics, partitions=fb.PARTITIONS)
         self.store = RedisPolicyStore(svc.redis_url, key_prefix=run_id)
