@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MODELS = ("time_decay", "last_touch")
-AGENTS = ("creative", "bid", "budget")
+AGENTS = ("creative", "bid", "budget", "segment")
 
 
 def _bad(key: str, expected: str, found: Any) -> NoReturn:
@@ -130,6 +130,8 @@ class RewardConfig:
     creative: RewardWeights = field(default_factory=lambda: RewardWeights(1.0, 1.0, 0.0))
     bid: RewardWeights = field(default_factory=lambda: RewardWeights(1.0, 1.0, 1.0))
     budget: RewardWeights = field(default_factory=lambda: RewardWeights(0.0, 1.0, 1.0))
+    # The segment agent's value of a segment: clicks and conversion credit per impression.
+    segment: RewardWeights = field(default_factory=lambda: RewardWeights(1.0, 1.0, 0.0))
 
     def __post_init__(self) -> None:
         for agent in AGENTS:

@@ -16,13 +16,18 @@ from learners.budget_agent import BudgetPacer
 from learners.epsilon_greedy import EpsilonGreedy
 from learners.exp3 import Exp3
 from learners.lin_ucb import LinUCB
+from learners.per_segment import PerSegment
 from learners.safety import SafetyCaps
+from learners.segment_agent import SegmentAgent
 from learners.thompson import ThompsonSampling
 from learners.ucb import UCB
 
 LEARNERS: dict[str, type[Learner]] = {
-    cls.__name__: cls for cls in (ThompsonSampling, UCB, EpsilonGreedy, Exp3, LinUCB, BidAgent, BudgetPacer)
-}
+    cls.__name__: cls
+    for cls in (
+        ThompsonSampling, UCB, EpsilonGreedy, Exp3, LinUCB, BidAgent, BudgetPacer, PerSegment, SegmentAgent,
+    )
+}  # fmt: skip
 
 
 def from_params(params: Mapping[str, Any]) -> Learner:
@@ -51,7 +56,9 @@ __all__ = [
     "Exp3",
     "Learner",
     "LinUCB",
+    "PerSegment",
     "SafetyCaps",
+    "SegmentAgent",
     "ThompsonSampling",
     "from_params",
 ]

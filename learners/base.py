@@ -64,6 +64,11 @@ class Learner(abc.ABC):
     # Whether updates read the context sums (Σxxᵀ, Σrx); the SQL micro-batches compute them only
     # for the agents whose learner does.
     USES_CONTEXT: ClassVar[bool] = False
+    # Whether the learner keys its evidence by the decisions' logged segment (the micro-batches'
+    # ``state`` is then the segment), and whether updates read a sample of the impressions'
+    # feature vectors (``Batch.samples``), taken at the share ``sample_rate`` of its config.
+    USES_SEGMENT: ClassVar[bool] = False
+    USES_SAMPLES: ClassVar[bool] = False
     # Constructor arguments that come from the campaign table (learners.campaigns), per campaign,
     # never from the learner's config section.
     CAMPAIGN_ARGS: ClassVar[tuple[str, ...]] = ()

@@ -33,7 +33,10 @@ Fields of one aggregate row (:class:`ArmStats`), all sums over the micro-batch:
     the decision, in the learner's feature order. Their count is ``trials``.
 
 A :class:`Batch` also carries ``window_end`` (event time in epoch ms of the end of the micro-batch
-window), which learners with a half-life use to discount older evidence.
+window), which learners with a half-life use to discount older evidence, and, for learners that
+read them (``USES_SAMPLES``: the segment agent), ``samples``: the feature vectors of a sample of
+the batch's impressions (``batches`` SQL: a share of them chosen by a hash of the impression id,
+so every replay samples the same ones).
 
 >>> batch = Batch.from_events(
 ...     [
@@ -156,8 +159,11 @@ class Batch:
 
     rows: tuple[ArmStats, ...]
     window_end: int = 0
+    samples: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
+        samples = tuple(tuple(float(v) for v in vector) for vector in self.samples if vector is not None)
+        object.__setattr__(self, "samples", samples)
         merged: dict[tuple[str, ArmID], ArmStats] = {}
         for row in self.rows:
             if not isinstance(row, ArmStats):
@@ -168,7 +174,13 @@ class Batch:
         object.__setattr__(self, "window_end", int(self.window_end))
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, Any]], *, window_end: int = 0) -> Batch:
+    def from_rows(
+        cls,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        window_end: int = 0,
+        samples: Iterable[Sequence[float]] = (),
+    ) -> Batch:
         """Build from aggregate rows (dicts keyed by :class:`ArmStats` field names).
 
         ``xx`` may be flat (``d * d``) or nested (``d`` lists of ``d``).
@@ -188,7 +200,7 @@ class Batch:
             if kwargs.get("state") is None:
                 kwargs["state"] = ""
             out.append(ArmStats(**kwargs))
-        return cls(tuple(out), window_end=window_end)
+        return cls(tuple(out), window_end=window_end, samples=tuple(tuple(v) for v in samples))
 
     @classmethod
     def from_arrow(cls, table: Any, *, window_end: int = 0) -> Batch:

@@ -16,12 +16,14 @@ from learners.batch import SCALAR_FIELDS, Batch
 from learners.campaigns import CampaignTable
 
 # Default learner per agent: the creative agent's rewards are real-valued (clicks plus conversion
-# credit), so Gaussian Thompson sampling over the logged creatives; the bid agent plans bid
-# multipliers against the campaign's budget (BidAgent), the budget agent paces it (BudgetPacer).
+# credit), so Gaussian Thompson sampling over the logged creatives, one per segment (PerSegment);
+# the bid agent plans bid multipliers against the campaign's budget (BidAgent), the budget agent
+# paces it (BudgetPacer); the segment agent clusters users into value segments (SegmentAgent).
 DEFAULT_SPECS: dict[str, dict[str, Any]] = {
-    "creative": {"learner": "ThompsonSampling", "dist": "gaussian"},
+    "creative": {"learner": "PerSegment", "base": {"learner": "ThompsonSampling", "dist": "gaussian"}},
     "bid": {"learner": "BidAgent", "multipliers": ["0.5", "0.75", "1", "1.25", "1.5"]},
     "budget": {"learner": "BudgetPacer"},
+    "segment": {"learner": "SegmentAgent"},
 }
 
 
@@ -30,7 +32,7 @@ class LearnerSpecs:
     """Which learner class (a name in ``learners.LEARNERS``) and arguments each agent uses.
 
     >>> LearnerSpecs().build("c01", "creative").to_params()["learner"]
-    'ThompsonSampling'
+    'PerSegment'
     >>> LearnerSpecs({"bid": {"learner": "Nope"}})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -55,6 +57,11 @@ class LearnerSpecs:
                         f"found {spec[name]!r}"
                     )
         object.__setattr__(self, "specs", merged)
+        for agent in merged:  # a bad argument fails at start, not in the first micro-batch
+            try:
+                self.build("c", agent)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"config key 'learners.{agent}': {exc}") from None
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> LearnerSpecs:
@@ -69,6 +76,28 @@ class LearnerSpecs:
         ['creative']
         """
         return sorted(agent for agent, spec in self.specs.items() if LEARNERS[spec["learner"]].USES_CONTEXT)
+
+    def segmented_agents(self) -> list[str]:
+        """The agents whose learner keys its evidence by the logged segment, sorted.
+
+        >>> LearnerSpecs().segmented_agents()
+        ['creative']
+        """
+        return sorted(agent for agent, spec in self.specs.items() if LEARNERS[spec["learner"]].USES_SEGMENT)
+
+    def sample_rates(self) -> dict[str, float]:
+        """The agents whose learner reads a sample of the impressions' features, with the share
+        to sample (its ``sample_rate``).
+
+        >>> LearnerSpecs().sample_rates()
+        {'segment': 0.1}
+        """
+        out = {}
+        for agent, spec in sorted(self.specs.items()):
+            cls = LEARNERS[spec["learner"]]
+            if cls.USES_SAMPLES:
+                out[agent] = float(spec.get("sample_rate", _default(cls, "sample_rate")))
+        return out
 
     def to_mapping(self) -> dict[str, Any]:
         return {agent: dict(spec) for agent, spec in self.specs.items()}
@@ -90,6 +119,12 @@ class LearnerSpecs:
         return cls(**spec, seed=seed)
 
 
+def _default(cls: type, name: str) -> Any:
+    import inspect
+
+    return inspect.signature(cls).parameters[name].default
+
+
 def batch_from_aggregate(row: Mapping[str, Any]) -> Batch:
     """One row of the SQL micro-batches (``learner_batches``: a key's arms in ``arms``, each a
     mapping or a Flink ``Row`` of ArmStats sums) as a learner batch.
@@ -109,7 +144,8 @@ def batch_from_aggregate(row: Mapping[str, Any]) -> Batch:
         if xx is not None and rx is not None and len(rx) > 0:
             stats.update(xx=list(xx), rx=list(rx))
         rows.append(stats)
-    return Batch.from_rows(rows, window_end=int(row.get("event_time") or 0))
+    samples = [vector for vector in row.get("samples") or () if vector is not None]
+    return Batch.from_rows(rows, window_end=int(row.get("event_time") or 0), samples=samples)
 
 
 def reconcile(stored: Mapping[str, Any], fresh: Learner) -> tuple[Learner, bool]:

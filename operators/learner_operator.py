@@ -31,6 +31,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from attribution.config import AGENTS
 from learners.campaigns import CampaignTable
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 
@@ -121,7 +122,7 @@ class LearnerOperator(KeyedProcessFunction):
         store = RedisPolicyStore(self.settings.redis_url, **options)
         self._publisher = PendingPublisher(store)
         metrics = runtime_context.get_metrics_group().add_group("adloop")
-        self._applied = {a: metrics.counter(f"rewards_applied_{a}") for a in ("creative", "bid", "budget")}
+        self._applied = {a: metrics.counter(f"rewards_applied_{a}") for a in AGENTS}
         self._published = metrics.counter("policies_published")
         self._failures = metrics.counter("publish_failures")
         self._learner_errors = metrics.counter("learner_errors")

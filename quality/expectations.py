@@ -19,8 +19,9 @@ import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 
+from attribution.config import AGENTS
+
 ID_COLUMNS = ("decision_id", "impression_id", "agent", "campaign_id", "action", "kind")
-AGENTS = ("creative", "bid", "budget")
 KINDS = ("initial", "delayed")
 DEFAULT_CREDIT_REL_TOL = 1e-6
 
@@ -170,7 +171,7 @@ def build_suite(
         _named(
             gxe.ExpectColumnValuesToBeInSet(column="agent", value_set=list(AGENTS)),
             "agent_in_set",
-            "agent is creative, bid or budget",
+            "agent is one of the agents (attribution.config.AGENTS)",
         )
     )
     suite.add_expectation(

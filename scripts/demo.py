@@ -42,7 +42,7 @@ from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENTS = ("creative", "bid", "budget")
+AGENTS = ("creative", "bid", "budget", "segment")
 # The job's watermark trails the newest event by ingest.out_of_orderness_ms; allow this much more
 # before counting an impression's click window as closed.
 WATERMARK_SLACK_MS = 10 * 60_000
@@ -123,6 +123,7 @@ class ClosedLoop:
     quiet_s: float = 2.0
     publish_timeout_s: float = 3.0
     time_blocks: int = 24
+    segments: int | None = None  # the segment agent's segments; None: serve the simulator's labels
     policy: RedisServingPolicy = field(init=False)
     hours: list[HourStats] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
@@ -132,7 +133,7 @@ class ClosedLoop:
     _sources: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.policy = RedisServingPolicy(self.client, time_blocks=self.time_blocks)
+        self.policy = RedisServingPolicy(self.client, time_blocks=self.time_blocks, segments=self.segments)
         self.sim.policy = self.policy
         self._oracle = best_by_campaign(campaign_ctrs(self.sim.market, segment_traffic(self.sim.market)))
 
@@ -191,7 +192,8 @@ class ClosedLoop:
             if not r.late:
                 self._closing.append((imp["ts"], len(imp["decisions"])))
             c = market.campaign(imp["campaign_id"])
-            row = market.ctr[c.index, market.segment_index(imp["segment"])]
+            # The true segment: the logged one is the segment agent's label.
+            row = market.ctr[c.index, market.true_segment(imp["user_id"])]
             served.append(row[market.creative_index(c.campaign_id, imp["creative_id"])])
             oracle.append(row[market.creative_index(c.campaign_id, self._oracle[c.campaign_id])])
             seg_oracle.append(row.max())
@@ -276,7 +278,7 @@ def start_loop(
     """Create the topics, start the job and the serving client, and wire the loop (caller closes)."""
     from jobs import feedback_job
 
-    cfg = cfg.replace(campaigns=campaign_table(sim_cfg))
+    cfg = cfg.replace(campaigns=campaign_table(sim_cfg), learners=segment_learner(sim_cfg))
     bootstrap = cfg.kafka.bootstrap_servers
     kafka_settings = cfg.kafka.librdkafka()  # the config's security settings, for every client
     kafka_tools.create_topics(
@@ -296,8 +298,23 @@ def start_loop(
         click_window_ms=cfg.attribution.click_window_ms,
         out_of_orderness_ms=cfg.ingest.out_of_orderness_ms,
         time_blocks=cfg.campaigns.time_blocks,
+        segments=cfg.learners.specs["segment"].get("n_segments", 4),
     )
     return job, client, writer, loop
+
+
+def segment_learner(sim_cfg: SimConfig) -> dict[str, Any]:
+    """The segment agent for the simulated market: as many segments as the market has (at least
+    two), clustered on the user's vector (the features after the time of day), every impression's
+    features sampled (the demo's traffic is a few thousand impressions a campaign a day)."""
+    return {
+        "segment": {
+            "learner": "SegmentAgent",
+            "n_segments": max(2, sim_cfg.n_segments),
+            "features": list(range(2, sim_cfg.feature_dim)),
+            "sample_rate": 1.0,
+        }
+    }
 
 
 def campaign_table(sim_cfg: SimConfig) -> dict[str, Any]:
@@ -592,9 +609,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def demo_sim_config(days: int, seed: int) -> SimConfig:
     """A few campaigns, with enough traffic per campaign that a day of data separates the creatives."""
-    return SimConfig(
-        days=days, seed=seed, n_campaigns=6, n_segments=1, n_users=20_000, requests_per_day=20_000
-    )
+    return SimConfig(days=days, seed=seed, n_campaigns=6, n_users=20_000, requests_per_day=20_000)
 
 
 if __name__ == "__main__":

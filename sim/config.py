@@ -60,6 +60,10 @@ class SimConfig:
     conv_prob_click_range: tuple[float, float] = (0.1, 0.3)
     view_conversion_ratio: float = 0.01  # P(conv | view, no click) = ratio * P(conv | click)
     conv_value_range: tuple[float, float] = (20.0, 80.0)
+    # Ratio of the most to the least valuable segment's conversion values (1: segments are worth
+    # the same). Segment factors are spaced evenly in log space, mean one in log, in an order
+    # drawn from the seed; the segments above one are the market's high-value users.
+    segment_value_spread: float = 4.0
     conv_delay_median_h: float = 24.0
     conv_delay_sigma: float = 1.3
     conv_delay_max_days: float = MAX_CONVERSION_DELAY_DAYS
@@ -208,6 +212,7 @@ _CHECKS = {
     "conv_prob_click_range": _range(0, 1),
     "view_conversion_ratio": _float(0, 1),
     "conv_value_range": _range(0, _INF),
+    "segment_value_spread": _float(1, 1000),
     "conv_delay_median_h": _float(0, 24 * MAX_CONVERSION_DELAY_DAYS, lo_open=True),
     "conv_delay_sigma": _float(0, 5, lo_open=True),
     "conv_delay_max_days": _float(0, MAX_CONVERSION_DELAY_DAYS, lo_open=True),

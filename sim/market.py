@@ -15,7 +15,7 @@ import numpy as np
 from sim.config import DAY_MS, HOUR_MS, SimConfig
 
 # Independent random streams derived from the one config seed (numpy SeedSequence spawn keys).
-STREAM_MARKET, STREAM_TRAFFIC, STREAM_NOISE, STREAM_AUCTION_NOISE, STREAM_DRIFT = 0, 1, 2, 3, 4
+STREAM_MARKET, STREAM_TRAFFIC, STREAM_NOISE, STREAM_AUCTION_NOISE, STREAM_DRIFT, STREAM_SEGMENT = range(6)
 
 
 def rng_stream(seed: int, stream: int) -> np.random.Generator:
@@ -67,6 +67,11 @@ class Market:
         noise = rng.normal(0.0, 0.5, (config.n_users, config.feature_dim - 2))
         self.user_vectors = (centroids[self.user_segment] + noise).astype(np.float32)
 
+        # Conversion value factor per segment (its own stream: the other draws stay as they were).
+        spread = np.log(config.segment_value_spread)
+        levels = np.linspace(-spread / 2, spread / 2, n_seg) if n_seg > 1 else np.zeros(1)
+        self.segment_value = np.exp(rng_stream(config.seed, STREAM_SEGMENT).permutation(levels))
+
         # True CTR table [campaign, segment, creative].
         self.ctr = np.empty((config.n_campaigns, n_seg, n_cr))
         for c in range(config.n_campaigns):
@@ -81,14 +86,15 @@ class Market:
             p_click = float(rng.uniform(*config.conv_prob_click_range))
             p_view = p_click * config.view_conversion_ratio
             value = round(float(rng.uniform(*config.conv_value_range)), 2)
-            ctr = self.ctr[c].mean()
+            ctr = self.ctr[c]  # [segment, creative]
+            factor = self.segment_value[:, None]
             campaigns.append(
                 Campaign(
                     campaign_id=cid,
                     index=c,
                     creatives=tuple(f"{cid}-cr{j}" for j in range(n_cr)),
                     daily_budget=round(float(rng.uniform(*config.daily_budget_range)), 2),
-                    base_bid=round(value * (ctr * p_click + (1 - ctr) * p_view), 6),
+                    base_bid=round(value * float((factor * (ctr * p_click + (1 - ctr) * p_view)).mean()), 6),
                     conv_prob_click=p_click,
                     conv_prob_view=p_view,
                     conv_value_mean=value,
@@ -145,6 +151,16 @@ class Market:
     @staticmethod
     def user_id(index: int) -> str:
         return f"u{index:07d}"
+
+    def true_segment(self, user_id: str) -> int:
+        """The index of a user's true segment (what serving nodes never see; logs may carry another
+        label, the segment agent's).
+
+        >>> m = Market(SimConfig(n_users=100))
+        >>> bool(m.true_segment(m.user_id(5)) == m.user_segment[5])
+        True
+        """
+        return int(self.user_segment[int(user_id[1:])])
 
     # -- clicks ----------------------------------------------------------------------------
 
@@ -209,12 +225,28 @@ class Market:
         return self.campaign(campaign_id).conv_value_mean
 
     def sample_conversion_value(self, rng: np.random.Generator, campaign_id: str) -> float:
-        """One conversion value: the campaign mean times a mean-one lognormal factor, in cents."""
+        """One conversion value with no segment (an organic one): the campaign mean times a
+        mean-one lognormal factor, in cents."""
         return _value(self.conversion_value_mean(campaign_id), rng.lognormal(-0.125, 0.5))
 
-    def sample_conversion_values(self, rng: np.random.Generator, campaign_indices: np.ndarray) -> np.ndarray:
+    def sample_conversion_values(
+        self, rng: np.random.Generator, campaign_indices: np.ndarray, segment_indices: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Conversion values of a campaign, times the segment's value factor when segments are given."""
         means = np.array([c.conv_value_mean for c in self.campaigns])[np.asarray(campaign_indices)]
+        if segment_indices is not None:
+            means = means * self.segment_value[np.asarray(segment_indices)]
         return np.maximum(np.round(means * rng.lognormal(-0.125, 0.5, means.shape), 2), 0.01)
+
+    def high_value(self, users: np.ndarray) -> np.ndarray:
+        """Ground truth of the segment agent: whether each user's segment is worth more than the
+        typical one (its conversion value factor above one).
+
+        >>> m = Market(SimConfig(n_users=100, n_segments=4))
+        >>> int(m.high_value(np.arange(100)).sum()) in range(1, 100)
+        True
+        """
+        return self.segment_value[self.user_segment[np.asarray(users)]] > 1.0
 
     def sample_conversion_delay_ms(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Conversion delays after the touch: lognormal (long tail), truncated at ``conv_delay_max_days``."""
@@ -228,7 +260,8 @@ class Market:
         """Expected conversion value of one impression (click and view-through paths)."""
         camp = self.campaign(campaign_id)
         ctr = self.true_ctr(campaign_id, segment, creative_id)
-        return camp.conv_value_mean * (ctr * camp.conv_prob_click + (1 - ctr) * camp.conv_prob_view)
+        value = camp.conv_value_mean * self.segment_value[self.segment_index(segment)]
+        return value * (ctr * camp.conv_prob_click + (1 - ctr) * camp.conv_prob_view)
 
     # -- traffic ---------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ backed by the live policy store (Redis) can be plugged in and change its behavio
 Actions are strings, as in the event contract:
 - ``creative``: a creative id of the request's campaign (required);
 - ``bid``: a bid multiplier on the campaign's base bid, e.g. ``"1.25"`` (default 1);
-- ``budget``: a pacing rate in [0, 1], the probability of entering this auction (default 1).
+- ``budget``: a pacing rate in [0, 1], the probability of entering this auction (default 1);
+- ``segment``: the segment the serving node put the user in (the segment agent's label); when
+  given, the impression and auction records log it as their ``segment``, in place of the
+  simulator's own label, as a real serving node that never sees the truth would.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-CREATIVE, BID, BUDGET = "creative", "bid", "budget"
-AGENTS = (CREATIVE, BID, BUDGET)
+CREATIVE, BID, BUDGET, SEGMENT = "creative", "bid", "budget", "segment"
+AGENTS = (CREATIVE, BID, BUDGET, SEGMENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +83,13 @@ class Served:
     bid_multiplier: float
     pacing_rate: float
     decisions: tuple[Decision, ...]
+    segment: str | None = None  # the serving node's segment, when a segment agent acted
 
 
 def interpret(request: Request, decisions: Sequence[Decision], policy: object) -> Served:
     """Check a policy's decisions and read the actions; ValueError names the policy and the flaw."""
     name = type(policy).__name__
-    creative, multiplier, pacing = None, 1.0, 1.0
+    creative, multiplier, pacing, segment = None, 1.0, 1.0, None
     seen: set[str] = set()
     for d in decisions:
         if d.agent not in AGENTS or d.agent in seen:
@@ -101,11 +105,13 @@ def interpret(request: Request, decisions: Sequence[Decision], policy: object) -
             creative = d.action
         elif d.agent == BID:
             multiplier = _number(name, d, lo=0.0)
+        elif d.agent == SEGMENT:
+            segment = d.action
         else:
             pacing = _number(name, d, lo=0.0, hi=1.0, closed=True)
     if creative not in request.creatives:
         raise ValueError(f"policy {name}: creative must be one of {request.creatives}, found {creative!r}")
-    return Served(creative, multiplier, pacing, tuple(decisions))
+    return Served(creative, multiplier, pacing, tuple(decisions), segment)
 
 
 def _number(name: str, d: Decision, *, lo: float, hi: float = float("inf"), closed: bool = False) -> float:

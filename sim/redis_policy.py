@@ -1,7 +1,8 @@
 """A serving policy backed by the live policy store: the simulator's serving node on the real loop.
 
 Each auction request asks the serving-node client (:class:`state.serving_client.ServingClient`)
-for the creative agent's creative, the bid agent's multiplier and the budget agent's pacing rate
+for the segment agent's segment of the user (when segments are on: the creative and bid agents
+then choose for that segment, and the records log it), the creative agent's creative, the bid agent's multiplier and the budget agent's pacing rate
 (the probability of entering the auction), with the propensity and policy version the client
 reports. The client serves the latest policy published to Redis for the
 (campaign, agent), or its uniform default (version 0) while none is there or it has gone stale,
@@ -14,7 +15,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from learners.campaigns import CampaignTable
-from sim.policies import BID, BUDGET, CREATIVE, Decision, Request, format_multiplier
+from learners.segment_agent import segment_labels
+from sim.policies import BID, BUDGET, CREATIVE, SEGMENT, Decision, Request, format_multiplier
 
 if TYPE_CHECKING:  # keep importing sim free of Redis for users of the file/Kafka writers only
     from state.serving_client import ServingClient
@@ -37,15 +39,25 @@ class RedisServingPolicy:
         not, every request is entered.
     time_blocks
         Blocks of the UTC day in the agents' context: the job's ``campaigns.time_blocks``.
+    segments
+        The segment agent's number of segments (``learners.segment.n_segments``), or None: the
+        serving node then passes the simulator's own segment label on, as if it knew the truth.
 
     ``sources`` counts decisions per (agent, source): ``"policy"`` (a published policy chose) or
     ``"default"`` (the client's uniform fallback chose).
     """
 
     def __init__(
-        self, client: ServingClient, *, bid: bool = True, budget: bool = True, time_blocks: int = 24
+        self,
+        client: ServingClient,
+        *,
+        bid: bool = True,
+        budget: bool = True,
+        time_blocks: int = 24,
+        segments: int | None = None,
     ) -> None:
         self.client = client
+        self.segment_labels = segment_labels(segments) if segments else None
         self.bid = bid
         self.budget = budget
         self._blocks = CampaignTable(time_blocks=time_blocks)
@@ -62,9 +74,15 @@ class RedisServingPolicy:
             "block_elapsed": blocks.block_elapsed(request.ts),
             "remaining_budget": request.remaining_budget,
         }
+        out = []
+        if self.segment_labels:
+            segment = client.choose(request.campaign_id, SEGMENT, context, self.segment_labels)
+            self.sources[(SEGMENT, segment.source)] += 1
+            context["segment"] = str(segment.action)
+            out.append(Decision(SEGMENT, str(segment.action), segment.propensity, segment.policy_version))
         creative = client.choose(request.campaign_id, CREATIVE, context, request.creatives)
         self.sources[(CREATIVE, creative.source)] += 1
-        out = [Decision(CREATIVE, str(creative.action), creative.propensity, creative.policy_version)]
+        out.append(Decision(CREATIVE, str(creative.action), creative.propensity, creative.policy_version))
         if self.bid:
             # Arms as the action strings the job logs and learns on ("1.25"), not floats.
             arms = self._arms(request.bid_multipliers)

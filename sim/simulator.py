@@ -139,7 +139,7 @@ class Simulator:
         u_pace, u_click, u_conv = rng.random(n), rng.random(n), rng.random(n)
         click_delay = m.sample_click_delay_ms(rng, n)
         conv_delay = m.sample_conversion_delay_ms(rng, n)
-        conv_value = m.sample_conversion_values(rng, camp)
+        conv_value = m.sample_conversion_values(rng, camp, seg)
         self._organic(t0)
 
         rows = zip(
@@ -181,17 +181,18 @@ class Simulator:
             camp.base_bid, camp.creatives, self.config.bid_multipliers, self.config.pacing_rates,
         )  # fmt: skip
         served = interpret(request, self.policy.decide(request), self.policy)
+        logged_segment = served.segment or segment  # what the serving node knows of the user
         if u_pace >= served.pacing_rate:
             stats["throttled"] += 1
-            self._log_auction(request, served.decisions, 0, None)
+            self._log_auction(request, logged_segment, served.decisions, 0, None)
             return
         bid = min(math.floor(camp.base_bid * served.bid_multiplier * MICROS), remaining)
         if bid < price:  # second price: win at or above the market price, pay the market price
             stats["lost"] += 1
-            self._log_auction(request, served.decisions, bid, None)
+            self._log_auction(request, logged_segment, served.decisions, bid, None)
             return
         stats["won"] += 1
-        self._log_auction(request, served.decisions, bid, price)
+        self._log_auction(request, logged_segment, served.decisions, bid, price)
         self._spent[c] += price
         n, prefix = self._next("imp"), self.config.prefix
         imp_id = f"{prefix}-i{n}"
@@ -202,7 +203,7 @@ class Simulator:
             "ts": t,
             "user_id": user_id,
             "campaign_id": camp.campaign_id,
-            "segment": segment,
+            "segment": logged_segment,
             "creative_id": served.creative_id,
             "bid_price": bid / MICROS,
             "win_price": price / MICROS,
@@ -226,7 +227,7 @@ class Simulator:
             stats["conversions"] += 1
             self._conversion(touch_ts + conv_delay, user_id, camp.campaign_id, value, cause, imp_id)
 
-    def _log_auction(self, request: Request, decisions, bid: int, price: int | None) -> None:
+    def _log_auction(self, request: Request, segment: str, decisions, bid: int, price: int | None) -> None:
         """The serving node's ``ad.auctions`` record of a request: its bid (micros; 0 when
         throttled), whether it won and the price paid, and the bid and budget agents' decisions
         (the bid agent's only when the request was entered). Not logged when neither agent acted."""
@@ -240,7 +241,7 @@ class Simulator:
             "request_id": f"{prefix}-r{n}",
             "ts": request.ts,
             "campaign_id": request.campaign_id,
-            "segment": request.segment,
+            "segment": segment,
             "time_block": self._blocks.time_block(request.ts),
             "bid": bid / MICROS,
             "won": int(price is not None),

@@ -20,7 +20,7 @@ Windows run on one of two clocks (``batches.clock``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from attribution.config import RewardConfig
 from contract import events
@@ -34,6 +34,7 @@ from sql.schema import ARM_FIELDS, columns
 # their reward rows add only value (the click and credit part of their reward).
 AUCTION_AGENTS = ("bid", "budget")
 MAX_MULTIPLIER = 1000  # the largest bid multiplier the statistics take
+SAMPLE_SCALE = 1_000_000  # resolution of the sampled share of impressions
 
 
 def batches_views(
@@ -44,6 +45,8 @@ def batches_views(
     source: str = "rewards",
     contextual_agents: Sequence[str] = (),
     clock: str = "processing",
+    segmented_agents: Sequence[str] = (),
+    sample_rates: Mapping[str, float] | None = None,
 ) -> list[str]:
     """``learner_batches``: window_end (on the clock), event_time (latest reward_ts of the key in
     the window, ms, for learners that discount by event time), campaign_id, agent and ``arms``;
@@ -64,6 +67,11 @@ def batches_views(
     ``xx`` (Σxxᵀ, row-major) and ``rx`` (Σrx) are computed for ``contextual_agents`` only and NULL
     for the others: they are ``feature_dim² + feature_dim`` sums per arm, most of the micro-batches'
     aggregation and JSON cost, for learners that never read them.
+
+    The rows of ``segmented_agents`` (a creative learner per segment) have the decision's logged
+    segment as their ``state``. ``samples`` holds, for each agent of ``sample_rates`` (the segment
+    agent), the feature vectors of the share ``rate`` of its initial rows, chosen by a hash of the
+    impression id (the same ones in every replay); NULL for the others.
     """
     if clock not in ("processing", "event"):
         raise ValueError(f"batches_views: clock must be 'processing' or 'event', got {clock!r}")
@@ -87,22 +95,33 @@ def batches_views(
     # Columns in the order the aggregate reads them (keys, MAX's argument, ADLOOP_ARM_STATS's,
     # the time attribute): the planner pushes this projection under the union of initial and
     # delayed rewards, and with nothing left to reorder no projection of its own runs over it.
+    segment_state = ""
+    if segmented_agents:
+        segmented = ", ".join(f"'{a}'" for a in sorted(segmented_agents))
+        segment_state = f" WHEN agent IN ({segmented}) THEN segment"
+    sampled = " ".join(
+        f"WHEN '{agent}' THEN ABS(MOD(HASH_CODE(impression_id), {SAMPLE_SCALE})) < {round(rate * SAMPLE_SCALE)}"
+        for agent, rate in sorted((sample_rates or {}).items())
+    )
+    sample = f"CASE WHEN kind = 'initial' AND CASE agent {sampled} ELSE FALSE END THEN features END" if sampled else "CAST(NULL AS ARRAY<DOUBLE>)"
     keyed = f"""CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN {per_request} THEN {campaigns.agent_state_sql("event_ts", "segment")} ELSE '' END AS state,
+       CASE WHEN {per_request} THEN {campaigns.agent_state_sql("event_ts", "segment")}{segment_state} ELSE '' END
+         AS state,
        action AS arm,
        CASE WHEN {per_request} AND kind = 'initial' THEN 'value' ELSE kind END AS kind,
        CASE WHEN {per_request} THEN {reward_expression(rewards, "click", "credit", "0.0")} ELSE reward END
          AS reward,
        propensity, CASE WHEN {per_request} THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
-       PROCTIME() AS arrived, reward_time, features
+       PROCTIME() AS arrived, reward_time, features, {sample} AS sample
 FROM {source}
 WHERE NOT {per_request} OR {usable}
 UNION ALL
 SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
-       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
+       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features,
+       CAST(NULL AS ARRAY<DOUBLE>) AS sample
 FROM ontime_auctions CROSS JOIN UNNEST(
   CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[{not_entered}]) ELSE decisions END
 ) AS d ({decision_fields})
@@ -115,9 +134,10 @@ WHERE {per_request} AND {usable}
         stats += f", features, CASE WHEN agent IN ({agents}) THEN {feature_dim} ELSE 0 END)"
     else:
         stats += ")"  # no context sums: the features are not read, nor shuffled to the aggregate
+    samples = "ARRAY_AGG(sample) FILTER (WHERE sample IS NOT NULL)" if sampled else "CAST(NULL AS ARRAY<ARRAY<DOUBLE>>)"
     batches = f"""CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
-  {stats} AS arms
+  {stats} AS arms, {samples} AS samples
 FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR({time}), {interval(interval_ms)}))
 GROUP BY window_start, window_end, campaign_id, agent"""
     return [keyed, batches, batch_arms_view("learner_batches")]

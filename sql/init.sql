@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS learner_batches_stream (
   window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
   arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
-  rx ARRAY<DOUBLE>>>
+  rx ARRAY<DOUBLE>>>, samples ARRAY<ARRAY<DOUBLE>>
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.learner.batches',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
@@ -112,7 +112,7 @@ SELECT payload, src_topic, src_partition, src_offset, rowtime, proctime, partiti
     WHEN TO_TIMESTAMP_LTZ(parsed.ts, 3) > TIMESTAMPADD(SECOND, 300, kafka_ts) THEN 'future_timestamp'
     ELSE CAST(NULL AS STRING) END AS reason,
   parsed
-FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000,"length":8},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":3}],"max_bytes":65536}') AS parsed FROM clocked_impressions);
+FROM (SELECT *, ADLOOP_PARSE(payload, '{"versions":[1],"fields":[{"name":"event_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"impression_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"ts","type":"integer","required":true,"minimum":0},{"name":"user_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"campaign_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"segment","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"creative_id","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"bid_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"win_price","type":"number","required":true,"minimum":0,"maximum":1000000},{"name":"features","type":"array","required":true,"items":"number","maximum":1000000,"length":8},{"name":"decisions","type":"array","required":true,"min_items":1,"unique_by":"agent","items":"object","fields":[{"name":"agent","type":"string","required":true,"enum":["creative","bid","budget","segment"]},{"name":"action","type":"string","required":true,"min_length":1,"max_length":128,"pattern":"^[A-Za-z0-9._-]+$"},{"name":"propensity","type":"number","required":true,"exclusive_minimum":0,"maximum":1},{"name":"policy_version","type":"integer","required":true,"minimum":0}],"max_items":4}],"max_bytes":65536}') AS parsed FROM clocked_impressions);
 
 CREATE TEMPORARY VIEW IF NOT EXISTS valid_impressions AS
 SELECT
@@ -348,7 +348,7 @@ FROM ADLOOP_CLICK_OUTCOMES(
 CREATE TEMPORARY VIEW IF NOT EXISTS initial_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'initial' AS kind, CAST(NULL AS STRING) AS conversion_id,
-       CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(0.0 AS DOUBLE) * win_price WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price END AS reward,
+       CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(0.0 AS DOUBLE) * win_price WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(1.0 AS DOUBLE) * win_price WHEN 'segment' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * 0.0 - CAST(0.0 AS DOUBLE) * win_price END AS reward,
        click, CAST(0.0 AS DOUBLE) AS credit, win_price AS cost, CAST(NULL AS DOUBLE) AS conversion_value,
        ts AS event_ts, reward_ts, outcome_time AS reward_time
 FROM (
@@ -394,7 +394,7 @@ FROM ADLOOP_ATTRIBUTE(
 CREATE TEMPORARY VIEW IF NOT EXISTS delayed_rewards AS
 SELECT CONCAT(impression_id, ':', agent) AS decision_id, impression_id, agent, campaign_id, segment, action,
        propensity, policy_version, features, 'delayed' AS kind, conversion_id,
-       CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 END AS reward,
+       CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'segment' THEN CAST(1.0 AS DOUBLE) * 0.0 + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 END AS reward,
        CAST(0.0 AS DOUBLE) AS click, credit, CAST(0.0 AS DOUBLE) AS cost, conv_value AS conversion_value,
        imp_ts AS event_ts, conv_ts AS reward_ts, credit_time AS reward_time
 FROM (
@@ -417,20 +417,22 @@ UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, t
 
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) ELSE '' END AS state,
+       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) ELSE '' END
+         AS state,
        action AS arm,
        CASE WHEN agent IN ('bid', 'budget') AND kind = 'initial' THEN 'value' ELSE kind END AS kind,
-       CASE WHEN agent IN ('bid', 'budget') THEN CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 END ELSE reward END
+       CASE WHEN agent IN ('bid', 'budget') THEN CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'segment' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 END ELSE reward END
          AS reward,
        propensity, CASE WHEN agent IN ('bid', 'budget') THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
-       PROCTIME() AS arrived, reward_time, features
+       PROCTIME() AS arrived, reward_time, features, CASE WHEN kind = 'initial' AND CASE agent WHEN 'segment' THEN ABS(MOD(HASH_CODE(impression_id), 1000000)) < 100000 ELSE FALSE END THEN features END AS sample
 FROM rewards
 WHERE NOT agent IN ('bid', 'budget') OR (action = '-' OR CASE agent WHEN 'bid' THEN TRY_CAST(action AS DOUBLE) > 0 AND TRY_CAST(action AS DOUBLE) <= 1000 WHEN 'budget' THEN TRY_CAST(action AS DOUBLE) BETWEEN 0 AND 1 ELSE TRUE END)
 UNION ALL
 SELECT campaign_id, agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING), '|', CAST(MOD(ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) AS state,
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
-       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features
+       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features,
+       CAST(NULL AS ARRAY<DOUBLE>) AS sample
 FROM ontime_auctions CROSS JOIN UNNEST(
   CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[CAST(ROW('bid', '-', 1.0, 0) AS ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>)]) ELSE decisions END
 ) AS d (agent, action, propensity, policy_version)
@@ -439,7 +441,7 @@ WHERE agent IN ('bid', 'budget') AND (action = '-' OR CASE agent WHEN 'bid' THEN
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
-  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost) AS arms
+  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost) AS arms, ARRAY_AGG(sample) FILTER (WHERE sample IS NOT NULL) AS samples
 FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:00.100' DAY(3) TO SECOND(3)))
 GROUP BY window_start, window_end, campaign_id, agent;
 
@@ -478,5 +480,5 @@ CREATE TABLE IF NOT EXISTS batches_sink (
   window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
   arms ARRAY<ROW<state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, reward_sq_sum DOUBLE,
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
-  rx ARRAY<DOUBLE>>>
+  rx ARRAY<DOUBLE>>>, samples ARRAY<ARRAY<DOUBLE>>
 ) WITH ('connector' = 'kafka', 'topic' = 'ad.learner.batches', 'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.linger.ms' = '20', 'properties.batch.size' = '262144', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'adloop-feedback.batches', 'properties.transaction.timeout.ms' = '900000', 'key.format' = 'json', 'value.format' = 'json', 'key.fields' = 'campaign_id;agent', 'value.fields-include' = 'ALL');

@@ -57,6 +57,8 @@ def ddl_statements(cfg: app_config.AppConfig) -> list[str]:
             rewards=cfg.rewards,
             contextual_agents=cfg.learners.contextual_agents(),
             clock=clock,
+            segmented_agents=cfg.learners.segmented_agents(),
+            sample_rates=cfg.learners.sample_rates(),
         ),
         *outputs.sink_statements(cfg),
     ]

@@ -33,9 +33,10 @@ ARM_FIELDS = """state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, rewa
   delayed_sum DOUBLE, ipw_reward_sum DOUBLE, cost_sum DOUBLE, wins DOUBLE, xx ARRAY<DOUBLE>,
   rx ARRAY<DOUBLE>"""
 
-# One row per (micro-batch, campaign, agent), its arms nested: what a learner saw.
+# One row per (micro-batch, campaign, agent), its arms nested, and the sampled feature vectors of
+# the agents that read them (the segment agent; NULL for the others): what a learner saw.
 BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
-  arms ARRAY<ROW<{ARM_FIELDS}>>"""
+  arms ARRAY<ROW<{ARM_FIELDS}>>, samples ARRAY<ARRAY<DOUBLE>>"""
 
 # One row per publish of the learners (operators/learner_operator.py, OUTPUT_TYPE).
 POLICY_UPDATE_COLUMNS = "campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT"

@@ -296,6 +296,15 @@ class ServingClient:
             action, propensity = self.default_policy.choose(context, arms)
         return Choice(action, propensity, 0, "default")
 
+    def segment(self, campaign_id: str, features: Sequence[float], n_segments: int) -> Choice:
+        """The segment agent's segment of a user: the label (``k0`` ...) of the centre nearest to
+        the user's ``features`` (the impression's feature vector), propensity 1; a uniform label
+        while the campaign has no segment policy. Pass it on as ``context["segment"]`` to the
+        creative and bid agents, and log it as the record's ``segment``."""
+        from learners.segment_agent import segment_labels
+
+        return self.choose(campaign_id, "segment", {"features": list(features)}, segment_labels(n_segments))
+
     def bid(
         self, campaign_id: str, context: Mapping[str, Any], base_bid: float, multipliers: Sequence[ArmID]
     ) -> Bid:

@@ -101,7 +101,7 @@ def test_from_mapping_parses_strings_and_keeps_defaults():
         ),
         (
             lambda: RewardConfig().weights("pacing"),
-            "'agent': expected one of ('creative', 'bid', 'budget'), found 'pacing'",
+            "'agent': expected one of ('creative', 'bid', 'budget', 'segment'), found 'pacing'",
         ),
     ],
 )

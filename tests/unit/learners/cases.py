@@ -10,7 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from learners import UCB, BidAgent, BudgetPacer, EpsilonGreedy, Exp3, Learner, LinUCB, ThompsonSampling
+from learners import (
+    UCB,
+    BidAgent,
+    BudgetPacer,
+    EpsilonGreedy,
+    Exp3,
+    Learner,
+    LinUCB,
+    PerSegment,
+    SegmentAgent,
+    ThompsonSampling,
+)
 from learners.batch import ArmStats
 
 HOUR_MS = 3_600_000
@@ -76,6 +87,20 @@ def _pacer_row(rng: random.Random, arm: Any) -> ArmStats:
     )
 
 
+def _segment_row(rng: random.Random, arm: Any) -> ArmStats:
+    """A creative's row in one segment (the state is the logged segment)."""
+    row = _bandit_row(rng, arm)
+    return ArmStats(**{**row.to_dict(), "state": rng.choice(SEGMENTS)})
+
+
+def _segment_context(rng: random.Random) -> dict[str, Any]:
+    return {"segment": rng.choice(SEGMENTS + ["seg_unseen"])}
+
+
+def _features_context(rng: random.Random) -> dict[str, Any]:
+    return {"features": [rng.gauss(0, 1), rng.gauss(0, 1)]}
+
+
 def _bandit_context(rng: random.Random) -> dict[str, Any] | None:
     return None
 
@@ -130,6 +155,25 @@ CASES = [
     _bandit("ucb_discounted", lambda s: UCB(seed=s, half_life_ms=HOUR_MS)),
     _bandit("epsilon_greedy", lambda s: EpsilonGreedy(0.2, seed=s)),
     _bandit("exp3", lambda s: Exp3(0.2, eta=0.02, seed=s)),
+    Case(
+        "per_segment_ts",
+        lambda s: PerSegment({"learner": "ThompsonSampling", "grid": 256}, min_trials=5, seed=s),
+        _segment_row,
+        _segment_context,
+        CREATIVES,
+        ["new"],
+    ),
+    Case(
+        "per_segment_ucb_discounted",
+        lambda s: PerSegment({"learner": "UCB", "half_life_ms": HOUR_MS}, min_trials=0, seed=s),
+        _segment_row,
+        _segment_context,
+        CREATIVES,
+        ["new"],
+    ),
+    # Value rows per segment label; no samples here, so it chooses uniformly (tests of the
+    # clustering: test_segment_agent.py).
+    Case("segment_agent", lambda s: SegmentAgent(3, seed=s), _bandit_row, _features_context, ["k0", "k1"], ["k2"]),
     _linear("lin_ucb", lambda s: LinUCB(FEATURES, alpha=0.5, seed=s)),
     _linear("lin_ucb_discounted", lambda s: LinUCB(FEATURES, seed=s, half_life_ms=HOUR_MS)),
     Case(
