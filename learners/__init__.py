@@ -17,6 +17,7 @@ from learners.epsilon_greedy import EpsilonGreedy
 from learners.exp3 import Exp3
 from learners.lin_ucb import LinUCB
 from learners.per_segment import PerSegment
+from learners.river_bandit import RiverBandit
 from learners.safety import SafetyCaps
 from learners.segment_agent import SegmentAgent
 from learners.thompson import ThompsonSampling
@@ -26,6 +27,7 @@ LEARNERS: dict[str, type[Learner]] = {
     cls.__name__: cls
     for cls in (
         ThompsonSampling, UCB, EpsilonGreedy, Exp3, LinUCB, BidAgent, BudgetPacer, PerSegment, SegmentAgent,
+        RiverBandit,
     )
 }  # fmt: skip
 
@@ -57,6 +59,7 @@ __all__ = [
     "Learner",
     "LinUCB",
     "PerSegment",
+    "RiverBandit",
     "SafetyCaps",
     "SegmentAgent",
     "ThompsonSampling",

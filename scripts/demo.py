@@ -507,6 +507,7 @@ def learned_best(client: ServingClient, market: Market) -> dict[str, str]:
         if record is None:
             continue
         policy = learners.from_params(record.params)
+        policy = getattr(policy, "pooled", policy)  # a creative bandit per segment: the pooled one
         out[c.campaign_id] = max(c.creatives, key=lambda cr: policy.posterior_params(cr)[0])
     return out
 

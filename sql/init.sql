@@ -417,7 +417,7 @@ UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, t
 
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) ELSE '' END
+       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) WHEN agent IN ('creative') THEN segment ELSE '' END
          AS state,
        action AS arm,
        CASE WHEN agent IN ('bid', 'budget') AND kind = 'initial' THEN 'value' ELSE kind END AS kind,

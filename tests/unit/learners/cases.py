@@ -19,6 +19,7 @@ from learners import (
     Learner,
     LinUCB,
     PerSegment,
+    RiverBandit,
     SegmentAgent,
     ThompsonSampling,
 )
@@ -155,6 +156,9 @@ CASES = [
     _bandit("ucb_discounted", lambda s: UCB(seed=s, half_life_ms=HOUR_MS)),
     _bandit("epsilon_greedy", lambda s: EpsilonGreedy(0.2, seed=s)),
     _bandit("exp3", lambda s: Exp3(0.2, eta=0.02, seed=s)),
+    _bandit("river_epsilon_greedy", lambda s: RiverBandit("EpsilonGreedy", epsilon=0.2, seed=s)),
+    _bandit("river_ucb", lambda s: RiverBandit("UCB", seed=s)),
+    _bandit("river_thompson_discounted", lambda s: RiverBandit("ThompsonSampling", grid=256, seed=s, half_life_ms=HOUR_MS)),
     Case(
         "per_segment_ts",
         lambda s: PerSegment({"learner": "ThompsonSampling", "grid": 256}, min_trials=5, seed=s),
