@@ -148,6 +148,14 @@ class Learner(abc.ABC):
         self._invalidate()
         self._reseed()
 
+    def discount(self, factor: float) -> None:
+        """Keep ``factor`` (in (0, 1]) of the evidence learned so far: on reward drift
+        (``learners.drift``) what came before the change weighs little against what follows."""
+        if not 0 < factor <= 1:
+            raise ValueError(f"{type(self).__name__}.discount: factor must be in (0, 1]; got {factor!r}")
+        self._scale(factor)
+        self._invalidate()
+
     def missing_context(self, context: Mapping[str, Any] | None) -> list[str]:
         """The context keys ``choose`` needs that ``context`` lacks (none: it can choose).
 

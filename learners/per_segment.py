@@ -106,7 +106,10 @@ class PerSegment(Learner):
             self._trials[segment] = self._trials.get(segment, 0.0) + sum(r.trials for r in rows)
 
     def _scale(self, factor: float) -> None:
-        """Never called: each bandit discounts its own evidence (its ``half_life_ms``)."""
+        """Every bandit keeps ``factor`` of its evidence (a drift; the half-life is each bandit's)."""
+        for learner in (self.pooled, *self._segments.values()):
+            learner.discount(factor)
+        self._trials = {s: n * factor for s, n in self._trials.items()}
 
     def _invalidate(self) -> None:
         # Every bandit takes the wrapper's version: its generator is seeded from it, so the

@@ -14,13 +14,18 @@ from learners import LEARNERS
 from learners.base import Learner
 from learners.batch import SCALAR_FIELDS, Batch
 from learners.campaigns import CampaignTable
+from learners.drift import DriftSettings
 
 # Default learner per agent: the creative agent's rewards are real-valued (clicks plus conversion
 # credit), so Gaussian Thompson sampling over the logged creatives, one per segment (PerSegment);
 # the bid agent plans bid multipliers against the campaign's budget (BidAgent), the budget agent
 # paces it (BudgetPacer); the segment agent clusters users into value segments (SegmentAgent).
 DEFAULT_SPECS: dict[str, dict[str, Any]] = {
-    "creative": {"learner": "PerSegment", "base": {"learner": "ThompsonSampling", "dist": "gaussian"}},
+    "creative": {
+        "learner": "PerSegment",
+        "base": {"learner": "ThompsonSampling", "dist": "gaussian"},
+        "drift": {},  # River's Page-Hinkley on the key's mean reward, default settings
+    },
     "bid": {"learner": "BidAgent", "multipliers": ["0.5", "0.75", "1", "1.25", "1.5"]},
     "budget": {"learner": "BudgetPacer"},
     "segment": {"learner": "SegmentAgent"},
@@ -57,6 +62,12 @@ class LearnerSpecs:
                         f"found {spec[name]!r}"
                     )
         object.__setattr__(self, "specs", merged)
+        for agent, spec in merged.items():
+            if "drift" in spec:
+                try:
+                    DriftSettings.from_mapping(spec["drift"])
+                except ValueError as exc:
+                    raise ValueError(str(exc).replace("'drift", f"'learners.{agent}.drift", 1)) from None
         for agent in merged:  # a bad argument fails at start, not in the first micro-batch
             try:
                 self.build("c", agent)
@@ -99,6 +110,16 @@ class LearnerSpecs:
                 out[agent] = float(spec.get("sample_rate", _default(cls, "sample_rate")))
         return out
 
+    def drift(self, agent: str) -> DriftSettings | None:
+        """The agent's reward-drift detection (``learners.<agent>.drift``; ``learners.drift``), or
+        None when it has none.
+
+        >>> LearnerSpecs().drift("creative").threshold, LearnerSpecs().drift("bid")
+        (5.0, None)
+        """
+        spec = self.specs.get(agent) or {}
+        return DriftSettings.from_mapping(spec["drift"]) if "drift" in spec else None
+
     def to_mapping(self) -> dict[str, Any]:
         return {agent: dict(spec) for agent, spec in self.specs.items()}
 
@@ -111,6 +132,7 @@ class LearnerSpecs:
         {'budget': 150.0, 'n_blocks': 12, 'half_life_ms': None}
         """
         spec = dict(self.specs.get(agent) or DEFAULT_SPECS["creative"])
+        spec.pop("drift", None)  # the operator's, next to the learner (learners.drift)
         cls = LEARNERS[spec.pop("learner")]
         table = campaigns or CampaignTable()
         per_campaign = {"budget": table.budget(campaign_id), "n_blocks": table.time_blocks}

@@ -278,7 +278,7 @@ def start_loop(
     """Create the topics, start the job and the serving client, and wire the loop (caller closes)."""
     from jobs import feedback_job
 
-    cfg = cfg.replace(campaigns=campaign_table(sim_cfg), learners=segment_learner(sim_cfg))
+    cfg = cfg.replace(campaigns=campaign_table(sim_cfg), learners=demo_learners(sim_cfg))
     bootstrap = cfg.kafka.bootstrap_servers
     kafka_settings = cfg.kafka.librdkafka()  # the config's security settings, for every client
     kafka_tools.create_topics(
@@ -303,11 +303,18 @@ def start_loop(
     return job, client, writer, loop
 
 
-def segment_learner(sim_cfg: SimConfig) -> dict[str, Any]:
-    """The segment agent for the simulated market: as many segments as the market has (at least
-    two), clustered on the user's vector (the features after the time of day), every impression's
-    features sampled (the demo's traffic is a few thousand impressions a campaign a day)."""
+def demo_learners(sim_cfg: SimConfig) -> dict[str, Any]:
+    """The creative and segment agents for the simulated market. The creative agent learns clicks
+    (``job_config``), rewards in {0, 1}: a Beta posterior per creative and segment. The segment
+    agent: as many segments as the market has (at least two), clustered on the user's vector (the
+    features after the time of day), every impression's features sampled (the demo's traffic is
+    a few thousand impressions a campaign a day)."""
     return {
+        "creative": {
+            "learner": "PerSegment",
+            "base": {"learner": "ThompsonSampling", "dist": "beta"},
+            "drift": {},
+        },
         "segment": {
             "learner": "SegmentAgent",
             "n_segments": max(2, sim_cfg.n_segments),

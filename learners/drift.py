@@ -1,0 +1,173 @@
+"""Reward drift per key: River's Page-Hinkley test on the key's mean reward, batch by batch.
+
+A key's micro-batches are pooled until they hold ``window_trials`` trials; each pool gives one
+observation, its mean reward per trial in units of its standard error (``river.stats.Var`` of
+the rewards per trial, merged from the batches' sums of rewards and of their squares). River's
+``drift.PageHinkley``, in mode ``down``, watches those observations: it fires when the mean
+reward falls by more than ``delta`` standard errors for long enough to gather ``threshold`` of
+them. Rises are not drift: a learner that finds better arms raises its reward.
+
+On drift the learner keeps ``discount`` of its evidence (``Learner.discount``): what it learned
+before the change weighs little against what comes after. The job counts drifts in the metric
+``adloop.learner_drifts`` and writes a record per drift to the drift topic.
+
+The state is JSON, in the operator's keyed state next to the learner's params (never pickled):
+the detector's sums and the pool.
+
+>>> guard = DriftGuard(window_trials=100)
+>>> from learners.batch import ArmStats, Batch
+>>> def batch(ctr):
+...     return Batch((ArmStats("a", trials=100, reward_sum=100 * ctr, reward_sq_sum=100 * ctr),))
+>>> any(guard.observe(batch(0.10)) for _ in range(50))
+False
+>>> [guard.observe(batch(0.02)) for _ in range(4)]
+[False, False, True, False]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from river import drift, stats
+
+from learners.batch import Batch
+
+__all__ = ["DriftGuard", "DriftSettings"]
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """``learners.<agent>.drift`` in the config; see the module doc.
+
+    >>> DriftSettings.from_mapping({"threshold": "8"}).threshold
+    8.0
+    >>> DriftSettings.from_mapping({"discount": 2})
+    Traceback (most recent call last):
+    ...
+    ValueError: config key 'drift.discount': expected a number in (0, 1], found 2
+    """
+
+    window_trials: float = 200.0
+    delta: float = 0.5
+    threshold: float = 5.0
+    discount: float = 0.1
+    min_instances: int = 5
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (
+            ("window_trials", 1.0, math.inf),
+            ("delta", 0.0, math.inf),
+            ("threshold", 0.0, math.inf),
+            ("discount", 0.0, 1.0),
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and lo < value <= hi) and not (name == "delta" and value == 0):
+                bounds = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}"
+                raise ValueError(f"config key 'drift.{name}': expected a number in {bounds}, found {value!r}")
+        if not isinstance(self.min_instances, int) or self.min_instances < 1:
+            raise ValueError(f"config key 'drift.min_instances': expected an integer >= 1, found {self.min_instances!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> DriftSettings:
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"config key 'drift': expected a mapping, found {mapping!r}")
+        known = {"window_trials", "delta", "threshold", "discount", "min_instances"}
+        values: dict[str, Any] = {}
+        for key, raw in mapping.items():
+            if key not in known:
+                raise ValueError(f"config key 'drift.{key}': expected one of {sorted(known)}, found {key!r}")
+            try:
+                values[key] = int(raw) if key == "min_instances" else float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"config key 'drift.{key}': expected a number, found {raw!r}") from None
+        return cls(**values)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "window_trials": self.window_trials,
+            "delta": self.delta,
+            "threshold": self.threshold,
+            "discount": self.discount,
+            "min_instances": self.min_instances,
+        }
+
+
+class DriftGuard:
+    """The drift detector of one key; ``observe`` each micro-batch, True when drift fires."""
+
+    def __init__(self, settings: DriftSettings | None = None, **overrides: Any) -> None:
+        self.settings = settings or DriftSettings(**overrides)
+        s = self.settings
+        self._detector = drift.PageHinkley(
+            min_instances=s.min_instances, delta=s.delta, threshold=s.threshold, mode="down"
+        )
+        self._pool = [0.0, 0.0, 0.0]  # trials, reward sum, reward square sum
+        self._variance = stats.Var()  # of the rewards per trial, over every pool so far
+        self.drifts = 0
+
+    def observe(self, batch: Batch) -> bool:
+        """Pool the batch; when the pool is full, feed one observation; True if drift fires."""
+        pool = self._pool
+        for row in batch.rows:
+            pool[0] += row.trials
+            pool[1] += row.total_reward
+            pool[2] += row.reward_sq_sum
+        if pool[0] < self.settings.window_trials:
+            return False
+        n, s, ss = pool
+        self._pool = [0.0, 0.0, 0.0]
+        mean = s / n
+        self._variance += _var(n, mean, max(ss - n * mean * mean, 0.0))
+        sd = math.sqrt(max(self._variance.get(), 1e-12)) if self._variance.n > 1 else 1.0
+        # In standard errors of a full pool (a larger pool is only less noisy).
+        self._detector.update(mean / (sd / math.sqrt(self.settings.window_trials)))
+        if self._detector.drift_detected:
+            self.drifts += 1
+            return True
+        return False
+
+    # -- JSON state ---------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        d = self._detector
+        v = self._variance
+        return {
+            "pool": list(self._pool),
+            "var": [v.mean.n, v.mean.get(), v._S],
+            "ph": [d._x_mean.n, d._x_mean.get(), d._sum_increase, d._sum_decrease,
+                   _finite(d._min_increase), d._max_decrease, d.drift_detected],
+            "drifts": self.drifts,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, settings: DriftSettings, state: Mapping[str, Any] | None) -> DriftGuard:
+        guard = cls(settings)
+        if not state:
+            return guard
+        guard._pool = [float(v) for v in state["pool"]]
+        n, mean, m2 = state["var"]
+        guard._variance = _var(float(n), float(mean), float(m2))
+        xn, xmean, inc, dec, min_inc, max_dec, detected = state["ph"]
+        d = guard._detector
+        d._x_mean = stats.Mean._from_state(xn, xmean)
+        d._sum_increase, d._sum_decrease = float(inc), float(dec)
+        d._min_increase = math.inf if min_inc is None else float(min_inc)
+        d._max_decrease = float(max_dec)
+        d._drift_detected = bool(detected)
+        guard.drifts = int(state["drifts"])
+        return guard
+
+
+def _var(n: float, mean: float, m2: float) -> stats.Var:
+    """A ``river.stats.Var`` of ``n`` values with this mean and sum of squared deviations."""
+    var = stats.Var()
+    var.mean = stats.Mean._from_state(n, mean)
+    var._S = m2
+    return var
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isinf(x) else x
