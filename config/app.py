@@ -40,6 +40,7 @@ class KafkaConfig:
     rewards_topic: str = "ad.rewards"
     batches_topic: str = "ad.learner.batches"
     policy_updates_topic: str = "ad.policy.updates"
+    drift_topic: str = "ad.learner.drift"
     late_topic: str = "ad.late"
     dlq_topic: str = "ad.dlq"
     group_id: str = "adloop-feedback"
@@ -98,7 +99,7 @@ class KafkaConfig:
         return [self.topic(n) for n in ("impressions", "clicks", "conversions", "auctions")]
 
     def output_topics(self) -> list[str]:
-        return [self.topic(n) for n in ("rewards", "batches", "late", "dlq", "policy_updates")]
+        return [self.topic(n) for n in ("rewards", "batches", "late", "dlq", "policy_updates", "drift")]
 
     def client_properties(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """``properties`` with their secret references resolved (Java client names)."""

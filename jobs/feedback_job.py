@@ -86,7 +86,13 @@ def attach_learners(
     the caller to attach."""
     from pyflink.common.typeinfo import Types
 
-    from operators.learner_operator import LEARNER_ERRORS, OUTPUT_TYPE, LearnerOperator, OperatorSettings
+    from operators.learner_operator import (
+        DRIFTS,
+        LEARNER_ERRORS,
+        OUTPUT_TYPE,
+        LearnerOperator,
+        OperatorSettings,
+    )
 
     settings = OperatorSettings(
         redis_url=cfg.redis.url,
@@ -118,6 +124,10 @@ def attach_learners(
         "learner_errors", t_env.from_data_stream(updates.get_side_output(LEARNER_ERRORS))
     )
     tail.add_insert_sql("INSERT INTO dlq_sink SELECT * FROM learner_errors")
+    # Reward drifts the learners detected: one record each, for rollout control and operators.
+    t_env.create_temporary_view("drift_records", t_env.from_data_stream(updates.get_side_output(DRIFTS)))
+    t_env.execute_sql(outputs.drift_sink(cfg))
+    tail.add_insert_sql("INSERT INTO drift_sink SELECT * FROM drift_records")
     return tail
 
 

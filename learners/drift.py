@@ -47,7 +47,7 @@ class DriftSettings:
     >>> DriftSettings.from_mapping({"discount": 2})
     Traceback (most recent call last):
     ...
-    ValueError: config key 'drift.discount': expected a number in (0, 1], found 2
+    ValueError: config key 'drift.discount': expected a number in (0, 1], found 2.0
     """
 
     window_trials: float = 200.0
@@ -64,11 +64,15 @@ class DriftSettings:
             ("discount", 0.0, 1.0),
         ):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and lo < value <= hi) and not (name == "delta" and value == 0):
+            if not (isinstance(value, int | float) and lo < value <= hi) and not (
+                name == "delta" and value == 0
+            ):
                 bounds = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}"
                 raise ValueError(f"config key 'drift.{name}': expected a number in {bounds}, found {value!r}")
         if not isinstance(self.min_instances, int) or self.min_instances < 1:
-            raise ValueError(f"config key 'drift.min_instances': expected an integer >= 1, found {self.min_instances!r}")
+            raise ValueError(
+                f"config key 'drift.min_instances': expected an integer >= 1, found {self.min_instances!r}"
+            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> DriftSettings:
@@ -165,7 +169,7 @@ def _var(n: float, mean: float, m2: float) -> stats.Var:
     """A ``river.stats.Var`` of ``n`` values with this mean and sum of squared deviations."""
     var = stats.Var()
     var.mean = stats.Mean._from_state(n, mean)
-    var._S = m2
+    var._S = m2  # type: ignore[assignment]  # River annotates it int; it holds floats
     return var
 
 

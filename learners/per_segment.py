@@ -72,7 +72,11 @@ class PerSegment(Learner):
             raise ValueError(f"{name}: base must be a non-contextual bandit; got {base['learner']!r}")
         if not (isinstance(min_trials, int | float) and min_trials >= 0):
             raise ValueError(f"{name}: min_trials must be a number >= 0; got {min_trials!r}")
-        if not isinstance(max_segments, int) or isinstance(max_segments, bool) or not 1 <= max_segments <= 10_000:
+        if (
+            not isinstance(max_segments, int)
+            or isinstance(max_segments, bool)
+            or not 1 <= max_segments <= 10_000
+        ):
             raise ValueError(f"{name}: max_segments must be an int in 1..10000; got {max_segments!r}")
         super().__init__(seed=seed)
         self.base = dict(base)

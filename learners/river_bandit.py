@@ -105,7 +105,9 @@ class RiverBandit(ArmBandit):
         if not delta > 0:
             raise ValueError(f"{name}: delta must be > 0; got {delta!r}")
         if not (prior_alpha > 0 and prior_beta > 0):
-            raise ValueError(f"{name}: prior_alpha and prior_beta must be > 0; got {prior_alpha!r}, {prior_beta!r}")
+            raise ValueError(
+                f"{name}: prior_alpha and prior_beta must be > 0; got {prior_alpha!r}, {prior_beta!r}"
+            )
         if not isinstance(grid, int) or grid < 16:
             raise ValueError(f"{name}: grid must be an int >= 16; got {grid!r}")
         super().__init__(half_life_ms=half_life_ms, seed=seed)
@@ -113,7 +115,7 @@ class RiverBandit(ArmBandit):
         self.epsilon, self.decay, self.delta = epsilon, decay, delta
         self.prior_alpha, self.prior_beta = prior_alpha, prior_beta
         self.grid = grid
-        self._river: bandit.base.Policy | None = None
+        self._river: Any = None  # the River policy of this version (built on demand)
 
     def _row_values(self, row: ArmStats) -> list[float]:
         return [row.trials, row.total_reward]
@@ -138,14 +140,15 @@ class RiverBandit(ArmBandit):
 
     # -- the River policy ---------------------------------------------------------------------
 
-    def _empty_policy(self, seed: int) -> bandit.base.Policy:
+    def _empty_policy(self, seed: int) -> Any:
         if self.policy == "EpsilonGreedy":
             return bandit.EpsilonGreedy(self.epsilon, decay=self.decay, seed=seed)
         if self.policy == "UCB":
             return bandit.UCB(delta=self.delta, seed=seed)
-        return bandit.ThompsonSampling(reward_obj=proba.Beta(self.prior_alpha, self.prior_beta), seed=seed)
+        prior: Any = proba.Beta(self.prior_alpha, self.prior_beta)  # type: ignore[arg-type]  # floats work
+        return bandit.ThompsonSampling(reward_obj=prior, seed=seed)
 
-    def river_policy(self, seed: int | None = None) -> bandit.base.Policy:
+    def river_policy(self, seed: int | None = None) -> Any:
         """The River policy holding this learner's statistics, merged into River's objects; seeded
         with ``seed`` (default: this version's, cached for ``choose``)."""
         if seed is None and self._river is not None:
@@ -154,8 +157,8 @@ class RiverBandit(ArmBandit):
         for arm, (n, s) in self._stats.items():  # in order of first appearance
             if n <= 0:
                 continue  # never pulled, as far as River can tell
-            reward = policy._rewards[arm]  # River's factory: a Thompson arm takes its seed here
-            if isinstance(reward, proba.Beta):
+            reward: Any = policy._rewards[arm]  # River's factory: a Thompson arm takes its seed here
+            if self.policy == "ThompsonSampling":  # a proba.Beta
                 reward.alpha += s
                 reward.beta += max(n - s, 0.0)
             else:
@@ -185,7 +188,9 @@ class RiverBandit(ArmBandit):
                 if reward is None:
                     bounds.append(float("inf"))
                 else:
-                    bounds.append(reward.get() + self.delta * np.sqrt(2 * np.log(policy._n) / policy._counts[a]))
+                    bounds.append(
+                        reward.get() + self.delta * np.sqrt(2 * np.log(policy._n) / policy._counts[a])
+                    )
             top = max(bounds)
             tied = [b == top for b in bounds]
             return {a: (1.0 / sum(tied) if t else 0.0) for a, t in zip(arms, tied, strict=True)}

@@ -19,8 +19,8 @@ uniformly (propensity ``1 / len(labels)``). The creative and bid agents then lea
 that label (``learners.per_segment``, and the bid agent's state).
 
 Params: ``centroids`` (``n_segments`` lists, in the order of the selected features, or ``None``),
-``value`` (``{label: [impressions, value per impression]}``, the segments seen), ``warm`` (samples held until the
-warm-up is done) and ``samples`` (how many it has learned from).
+``value`` (``{label: [impressions, value per impression]}``, the segments seen), ``warm``
+(samples held until the warm-up is done) and ``samples`` (how many it has learned from).
 
 >>> import random
 >>> from learners.batch import Batch
@@ -119,7 +119,9 @@ class SegmentAgent(Learner):
             or len(features) == 0
             or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 64 for i in features)
         ):
-            raise ValueError(f"{name}: features must be None or a non-empty list of indices in 0..63; got {features!r}")
+            raise ValueError(
+                f"{name}: features must be None or a non-empty list of indices in 0..63; got {features!r}"
+            )
         if not (isinstance(halflife, int | float) and 0 < halflife <= 1):
             raise ValueError(f"{name}: halflife must be a number in (0, 1]; got {halflife!r}")
         warmup = 50 * n_segments if warmup is None else warmup
@@ -246,7 +248,10 @@ class SegmentAgent(Learner):
         """The segments' centres (in the order of the selected features), or None before warm-up."""
         if self._kmeans is None:
             return None
-        return [[_round(self._kmeans.centers[k][j]) for j in range(self._dim or 0)] for k in range(self.n_segments)]
+        return [
+            [_round(self._kmeans.centers[k][j]) for j in range(self._dim or 0)]
+            for k in range(self.n_segments)
+        ]
 
     def value(self, label: str) -> float:
         """Value per impression of a segment (clicks and credit, ``rewards.segment``); 0 unseen."""

@@ -48,6 +48,15 @@ LEARNER_ERRORS = OutputTag(
     ),
 )
 
+# A reward drift a learner detected (learners.drift), for the drift topic (sql.schema.DRIFT_COLUMNS).
+DRIFTS = OutputTag(
+    "learner-drifts",
+    Types.ROW_NAMED(
+        ["campaign_id", "agent", "version", "event_time", "drifts", "detected_at_ms"],
+        [Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG()],
+    ),
+)
+
 # (campaign_id, agent, version, published: bool, pending_updates)
 OUTPUT_TYPE = Types.ROW_NAMED(
     ["campaign_id", "agent", "version", "published", "pending"],
@@ -105,6 +114,8 @@ class LearnerOperator(KeyedProcessFunction):
         from state.policy_store import RedisPolicyStore
 
         self._params = runtime_context.get_state(ValueStateDescriptor("params", Types.STRING()))
+        # The key's drift detector (learners.drift.DriftGuard), JSON, for agents that have one.
+        self._drift = runtime_context.get_state(ValueStateDescriptor("drift", Types.STRING()))
         # [pending updates, last publish ms, last active ms]
         self._meta = runtime_context.get_state(
             ValueStateDescriptor("meta", Types.PRIMITIVE_ARRAY(Types.LONG()))
@@ -112,9 +123,9 @@ class LearnerOperator(KeyedProcessFunction):
         # Registered timers by key: the next publish (or retry) timer and the expiry timer.
         self._publish_timers: dict[tuple[str, str], int] = {}
         self._expiry_timers: dict[tuple[str, str], int] = {}
-        self._learners = KeyedLearners(
-            LearnerSpecs(self.settings.specs), campaigns=CampaignTable.from_mapping(self.settings.campaigns)
-        )
+        specs = LearnerSpecs(self.settings.specs)
+        self._learners = KeyedLearners(specs, campaigns=CampaignTable.from_mapping(self.settings.campaigns))
+        self._drift_settings = {agent: specs.drift(agent) for agent in specs.specs}
         options = dict(self.settings.redis_options)
         if options.get("password"):
             options["password"] = secrets.resolve(options["password"], "redis.password")
@@ -126,6 +137,7 @@ class LearnerOperator(KeyedProcessFunction):
         self._published = metrics.counter("policies_published")
         self._failures = metrics.counter("publish_failures")
         self._learner_errors = metrics.counter("learner_errors")
+        self._drifts = metrics.counter("learner_drifts")
         # Keys whose stored params were made under another config (learners.registry.reconcile).
         metrics.gauge("learner_config_changes", lambda: self._learners.config_changes)
         self._latency_ms = 0
@@ -162,6 +174,7 @@ class LearnerOperator(KeyedProcessFunction):
             learner = self._learners.learner(campaign_id, agent, json.loads(stored) if stored else None)
             batch = batch_from_aggregate(value.as_dict())
             learner.update(batch)
+            drift = self._watch_drift(agent, learner, batch)
             params = json.dumps(learner.to_params(), separators=(",", ":"))
         except Exception as exc:  # noqa: BLE001 - one key's bad batch or config never fails the job
             # The key keeps its last good params: the learner the failed update may have changed
@@ -171,6 +184,17 @@ class LearnerOperator(KeyedProcessFunction):
             yield LEARNER_ERRORS, _dead_letter(value, exc)
             return
         self._params.update(params)
+        if drift is not None:
+            guard_state, fired = drift
+            self._drift.update(guard_state)
+            if fired is not None:
+                self._drifts.inc()
+                yield (
+                    DRIFTS,
+                    Row(
+                        campaign_id, agent, learner.version, batch.window_end, fired, int(time.time() * 1000)
+                    ),
+                )
         if agent in self._applied:
             self._applied[agent].inc(int(sum(arm.trials for arm in batch.rows)))
 
@@ -198,6 +222,22 @@ class LearnerOperator(KeyedProcessFunction):
         else:
             self._schedule_publish(ctx, key, now, last_publish)
         self._meta.update([pending, last_publish, now])
+
+    def _watch_drift(self, agent: str, learner, batch) -> tuple[str, int | None] | None:
+        """Feed the key's drift detector the batch; on drift the learner keeps the configured share
+        of its evidence. Returns the detector's new state and, when it fired, the key's drift
+        count (None: no detector for this agent)."""
+        from learners.drift import DriftGuard
+
+        settings = self._drift_settings.get(agent)
+        if settings is None:
+            return None
+        stored = self._drift.value()
+        guard = DriftGuard.from_state(settings, json.loads(stored) if stored else None)
+        fired = guard.observe(batch)
+        if fired:
+            learner.discount(settings.discount)
+        return json.dumps(guard.to_state(), separators=(",", ":")), guard.drifts if fired else None
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         meta = self._meta.value()
@@ -234,6 +274,7 @@ class LearnerOperator(KeyedProcessFunction):
                 # An inactive campaign: drop its state; Redis keeps the last published policy.
                 self._params.clear()
                 self._meta.clear()
+                self._drift.clear()
                 self._learners.forget(campaign_id, agent)
                 self._publish_timers.pop(key, None)
                 return

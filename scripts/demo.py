@@ -320,7 +320,7 @@ def demo_learners(sim_cfg: SimConfig) -> dict[str, Any]:
             "n_segments": max(2, sim_cfg.n_segments),
             "features": list(range(2, sim_cfg.feature_dim)),
             "sample_rate": 1.0,
-        }
+        },
     }
 
 

@@ -230,7 +230,10 @@ class Market:
         return _value(self.conversion_value_mean(campaign_id), rng.lognormal(-0.125, 0.5))
 
     def sample_conversion_values(
-        self, rng: np.random.Generator, campaign_indices: np.ndarray, segment_indices: np.ndarray | None = None
+        self,
+        rng: np.random.Generator,
+        campaign_indices: np.ndarray,
+        segment_indices: np.ndarray | None = None,
     ) -> np.ndarray:
         """Conversion values of a campaign, times the segment's value factor when segments are given."""
         means = np.array([c.conv_value_mean for c in self.campaigns])[np.asarray(campaign_indices)]

@@ -2,11 +2,12 @@
 
 Each auction request asks the serving-node client (:class:`state.serving_client.ServingClient`)
 for the segment agent's segment of the user (when segments are on: the creative and bid agents
-then choose for that segment, and the records log it), the creative agent's creative, the bid agent's multiplier and the budget agent's pacing rate
-(the probability of entering the auction), with the propensity and policy version the client
-reports. The client serves the latest policy published to Redis for the
-(campaign, agent), or its uniform default (version 0) while none is there or it has gone stale,
-so the logged propensities are always the true probabilities of the logged actions.
+then choose for that segment, and the records log it), the creative agent's creative, the bid
+agent's multiplier and the budget agent's pacing rate (the probability of entering the auction),
+with the propensity and policy version the client reports. The client serves the latest policy
+published to Redis for the (campaign, agent), or its uniform default (version 0) while none is
+there or it has gone stale, so the logged propensities are always the true probabilities of the
+logged actions.
 """
 
 from __future__ import annotations

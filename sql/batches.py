@@ -100,14 +100,19 @@ def batches_views(
         segmented = ", ".join(f"'{a}'" for a in sorted(segmented_agents))
         segment_state = f" WHEN agent IN ({segmented}) THEN segment"
     sampled = " ".join(
-        f"WHEN '{agent}' THEN ABS(MOD(HASH_CODE(impression_id), {SAMPLE_SCALE})) < {round(rate * SAMPLE_SCALE)}"
+        f"WHEN '{agent}' THEN ABS(MOD(HASH_CODE(impression_id), {SAMPLE_SCALE})) < "
+        f"{round(rate * SAMPLE_SCALE)}"
         for agent, rate in sorted((sample_rates or {}).items())
     )
-    sample = f"CASE WHEN kind = 'initial' AND CASE agent {sampled} ELSE FALSE END THEN features END" if sampled else "CAST(NULL AS ARRAY<DOUBLE>)"
+    sample = (
+        f"CASE WHEN kind = 'initial' AND CASE agent {sampled} ELSE FALSE END THEN features END"
+        if sampled
+        else "CAST(NULL AS ARRAY<DOUBLE>)"
+    )
     keyed = f"""CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN {per_request} THEN {campaigns.agent_state_sql("event_ts", "segment")}{segment_state} ELSE '' END
-         AS state,
+       CASE WHEN {per_request} THEN {campaigns.agent_state_sql("event_ts", "segment")}{segment_state}
+         ELSE '' END AS state,
        action AS arm,
        CASE WHEN {per_request} AND kind = 'initial' THEN 'value' ELSE kind END AS kind,
        CASE WHEN {per_request} THEN {reward_expression(rewards, "click", "credit", "0.0")} ELSE reward END
@@ -134,7 +139,11 @@ WHERE {per_request} AND {usable}
         stats += f", features, CASE WHEN agent IN ({agents}) THEN {feature_dim} ELSE 0 END)"
     else:
         stats += ")"  # no context sums: the features are not read, nor shuffled to the aggregate
-    samples = "ARRAY_AGG(sample) FILTER (WHERE sample IS NOT NULL)" if sampled else "CAST(NULL AS ARRAY<ARRAY<DOUBLE>>)"
+    samples = (
+        "ARRAY_AGG(sample) FILTER (WHERE sample IS NOT NULL)"
+        if sampled
+        else "CAST(NULL AS ARRAY<ARRAY<DOUBLE>>)"
+    )
     batches = f"""CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
   {stats} AS arms, {samples} AS samples

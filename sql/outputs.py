@@ -13,6 +13,7 @@ from sql import ingest
 from sql.schema import (
     BATCH_COLUMNS,
     DLQ_COLUMNS,
+    DRIFT_COLUMNS,
     LATE_COLUMNS,
     POLICY_UPDATE_COLUMNS,
     REWARD_COLUMNS,
@@ -21,7 +22,12 @@ from sql.schema import (
 )
 
 # Sinks written with Kafka transactions, by the name that ends their transactional ids.
-TRANSACTIONAL_SINKS = {"rewards": "rewards", "batches": "batches", "policy_updates": "policy-updates"}
+TRANSACTIONAL_SINKS = {
+    "rewards": "rewards",
+    "batches": "batches",
+    "policy_updates": "policy-updates",
+    "drift": "drift",
+}
 
 # The view each SQL output's sink reads.
 SQL_OUTPUTS = {"dlq": "dlq_rows", "late": "late_rows", "rewards": "rewards"}
@@ -116,6 +122,12 @@ def policy_updates_sink(cfg: app_config.AppConfig) -> str:
     """Every publish of the learners, keyed by (campaign_id, agent)."""
     options = sink_options(cfg.kafka, "policy_updates", key_fields="campaign_id;agent")
     return f"CREATE TABLE IF NOT EXISTS policy_updates_sink (\n  {POLICY_UPDATE_COLUMNS}\n) WITH ({options})"
+
+
+def drift_sink(cfg: app_config.AppConfig) -> str:
+    """Every reward drift a learner detected, keyed by (campaign_id, agent)."""
+    options = sink_options(cfg.kafka, "drift", key_fields="campaign_id;agent")
+    return f"CREATE TABLE IF NOT EXISTS drift_sink (\n  {DRIFT_COLUMNS}\n) WITH ({options})"
 
 
 def insert_statements() -> list[str]:

@@ -38,6 +38,11 @@ ARM_FIELDS = """state STRING, arm STRING, trials DOUBLE, reward_sum DOUBLE, rewa
 BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, agent STRING,
   arms ARRAY<ROW<{ARM_FIELDS}>>, samples ARRAY<ARRAY<DOUBLE>>"""
 
+# One row per reward drift a learner detected (learners/drift.py): its key, the version the
+# discounted learner took, the event time of the micro-batch, the key's drifts so far, and when.
+DRIFT_COLUMNS = """campaign_id STRING, agent STRING, version BIGINT, event_time BIGINT, drifts BIGINT,
+  detected_at_ms BIGINT"""
+
 # One row per publish of the learners (operators/learner_operator.py, OUTPUT_TYPE).
 POLICY_UPDATE_COLUMNS = "campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT"
 

@@ -158,7 +158,10 @@ CASES = [
     _bandit("exp3", lambda s: Exp3(0.2, eta=0.02, seed=s)),
     _bandit("river_epsilon_greedy", lambda s: RiverBandit("EpsilonGreedy", epsilon=0.2, seed=s)),
     _bandit("river_ucb", lambda s: RiverBandit("UCB", seed=s)),
-    _bandit("river_thompson_discounted", lambda s: RiverBandit("ThompsonSampling", grid=256, seed=s, half_life_ms=HOUR_MS)),
+    _bandit(
+        "river_thompson_discounted",
+        lambda s: RiverBandit("ThompsonSampling", grid=256, seed=s, half_life_ms=HOUR_MS),
+    ),
     Case(
         "per_segment_ts",
         lambda s: PerSegment({"learner": "ThompsonSampling", "grid": 256}, min_trials=5, seed=s),
@@ -177,7 +180,14 @@ CASES = [
     ),
     # Value rows per segment label; no samples here, so it chooses uniformly (tests of the
     # clustering: test_segment_agent.py).
-    Case("segment_agent", lambda s: SegmentAgent(3, seed=s), _bandit_row, _features_context, ["k0", "k1"], ["k2"]),
+    Case(
+        "segment_agent",
+        lambda s: SegmentAgent(3, seed=s),
+        _bandit_row,
+        _features_context,
+        ["k0", "k1"],
+        ["k2"],
+    ),
     _linear("lin_ucb", lambda s: LinUCB(FEATURES, alpha=0.5, seed=s)),
     _linear("lin_ucb_discounted", lambda s: LinUCB(FEATURES, seed=s, half_life_ms=HOUR_MS)),
     Case(

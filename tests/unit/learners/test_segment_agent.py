@@ -35,7 +35,11 @@ def _value_rows(agent: SegmentAgent, market: Market, users: np.ndarray, x: np.nd
         label, _ = agent.choose({"features": features}, agent.labels)
         s = market.user_segment[u]
         ctr = float(market.ctr[camp.index, s].mean())
-        value = ctr + float(np.mean([market.expected_value(camp.campaign_id, market.segments[s], cr) for cr in camp.creatives]))
+        value = ctr + float(
+            np.mean(
+                [market.expected_value(camp.campaign_id, market.segments[s], cr) for cr in camp.creatives]
+            )
+        )
         acc = sums.setdefault(label, [0.0, 0.0])
         acc[0] += 1
         acc[1] += value
@@ -64,9 +68,10 @@ def _adjusted_rand(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 def test_segments_separate_high_from_low_value_users_better_than_random(trained) -> None:
     """On users it has not learned from: the agent's high-value segments (worth more per impression
-    than its mean impression, ``SegmentAgent.high_value``) against the truth (``Market.high_value``), by adjusted Rand index,
-    and its clusters against the true segments, by purity. A uniform random assignment, the
-    serving client's default, scores an ARI of about 0 on the same users.
+    than its mean impression, ``SegmentAgent.high_value``) against the truth
+    (``Market.high_value``), by adjusted Rand index, and its clusters against the true segments,
+    by purity. A uniform random assignment, the serving client's default, scores an ARI of about 0
+    on the same users.
 
     Purity cannot reach 1 here: the true segments 0 and 2 of this market lie 1.0 apart, with a
     noise of 0.5 per dimension, so even the true centres misplace about 16% of their users
@@ -89,7 +94,9 @@ def test_segments_separate_high_from_low_value_users_better_than_random(trained)
         by_label.setdefault(label, []).append(s)
     purity = sum(max(np.bincount(members)) for members in by_label.values()) / len(users)
     random_purity = max(np.bincount(true_segments)) / len(users)
-    assert purity >= 0.85 and random_purity < 0.4, f"purity {purity:.3f} of the segments against the true ones"
+    assert purity >= 0.85 and random_purity < 0.4, (
+        f"purity {purity:.3f} of the segments against the true ones"
+    )
 
 
 def test_value_per_segment_follows_the_market(trained) -> None:
