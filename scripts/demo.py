@@ -1,7 +1,7 @@
 """The closed-loop demo: simulated serving nodes choose from the live Redis policies, the feedback
 job learns from their logged decisions on the local mini-cluster, and the loop closes.
 
-    python -m scripts.demo [--days 3] [--seed 7] [--report-dir reports]
+    python -m scripts.demo [--days 6] [--seed 7] [--report-dir reports]
 
 Starts its own Kafka and Redis (loopback, free ports, stopped at the end) and the feedback job
 (unbounded, learners on). Then, simulated hour by simulated hour: the simulator serves the hour's
@@ -304,17 +304,10 @@ def start_loop(
 
 
 def demo_learners(sim_cfg: SimConfig) -> dict[str, Any]:
-    """The creative and segment agents for the simulated market. The creative agent learns clicks
-    (``job_config``), rewards in {0, 1}: a Beta posterior per creative and segment. The segment
-    agent: as many segments as the market has (at least two), clustered on the user's vector (the
-    features after the time of day), every impression's features sampled (the demo's traffic is
-    a few thousand impressions a campaign a day)."""
+    """The segment agent for the simulated market: as many segments as the market has (at least
+    two), clustered on the user's vector (the features after the time of day), every impression's
+    features sampled (the demo's traffic is a few thousand impressions a campaign a day)."""
     return {
-        "creative": {
-            "learner": "PerSegment",
-            "base": {"learner": "ThompsonSampling", "dist": "beta"},
-            "drift": {},
-        },
         "segment": {
             "learner": "SegmentAgent",
             "n_segments": max(2, sim_cfg.n_segments),
@@ -439,10 +432,19 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
             f"{loop_spend:>12.1f}  {fixed_spend:>13.1f}"
         )
     monotonic = all(list(v) == sorted(set(v)) for v in versions_by_key(client, market).values())
+    third = [h for h in hours[-(len(hours) // 3) :] if h.impressions]
+    served = sum(h.ctr * h.impressions for h in third)
+    per_segment = served / sum(h.segment_oracle_ctr * h.impressions for h in third)
+    per_campaign = served / sum(h.oracle_ctr * h.impressions for h in third)
+    purity = segment_purity(client, market)
     lines += [
         "",
-        f"learned best = true best for {sum(learned.get(k) == v for k, v in best.items())}/{len(best)} "
-        "campaigns",
+        f"last third of the run: CTR served {per_segment:.1%} of the per-segment oracle, "
+        f"{per_campaign:.1%} of the per-campaign oracle",
+        "segment agent, purity of its segments against the true ones (2,000 users per campaign): "
+        + " ".join(f"{c} {p:.2f}" for c, p in purity.items()),
+        f"pooled creative bandit's best = true per-campaign best for "
+        f"{sum(learned.get(k) == v for k, v in best.items())}/{len(best)} campaigns",
         f"policy versions installed by the serving client: {client.stats().installed}; "
         f"versions only went up for every key: {monotonic}",
         "CTRs are the true CTRs of the creatives served, weighted by impressions. 'per campaign' serves each "
@@ -519,6 +521,26 @@ def learned_best(client: ServingClient, market: Market) -> dict[str, str]:
     return out
 
 
+def segment_purity(client: ServingClient, market: Market, users: int = 2_000) -> dict[str, float]:
+    """Per campaign, the purity of the published segment policy's segments against the market's
+    true segments, over ``users`` users drawn as the traffic draws them."""
+    rng = np.random.default_rng(0)
+    sample = market.sample_users(rng, users)
+    features = market.features(sample, np.zeros(users, dtype=np.int64)).tolist()
+    truth = market.user_segment[sample]
+    out = {}
+    for c in market.campaigns:
+        record = client.record(c.campaign_id, "segment")
+        if record is None:
+            continue
+        agent = learners.from_params(record.params)
+        groups: dict[Any, list[int]] = defaultdict(list)
+        for x, s in zip(features, truth.tolist(), strict=True):
+            groups[agent.segment_of(x)].append(s)
+        out[c.campaign_id] = sum(int(np.bincount(g).max()) for g in groups.values()) / users
+    return out
+
+
 def versions_by_key(client: ServingClient, market: Market) -> dict[tuple[str, str], tuple[int, ...]]:
     return {
         (c.campaign_id, a): client.versions_seen(c.campaign_id, a) for c in market.campaigns for a in AGENTS
@@ -530,7 +552,7 @@ def versions_by_key(client: ServingClient, market: Market) -> dict[tuple[str, st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=3, help="simulated days (default 3)")
+    parser.add_argument("--days", type=int, default=6, help="simulated days (default 6)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report-dir", type=Path, default=ROOT / "reports")
     args = parser.parse_args(argv)
@@ -565,11 +587,14 @@ def main(argv: list[str] | None = None) -> int:
                 return
             day = (h.hour + 1) // 24
             block = loop.hours[-24:]
-            ctr, oracle, pol = (_daily(block, a)[0] for a in ("ctr", "oracle_ctr", "from_policy"))
+            ctr, oracle, segment_oracle, pol = (
+                _daily(block, a)[0] for a in ("ctr", "oracle_ctr", "segment_oracle_ctr", "from_policy")
+            )
             _say(
                 f"  day {day}/{args.days}: {sum(b.records for b in block)} records, "
-                f"{sum(b.impressions for b in block)} impressions, CTR {ctr:.4f} vs oracle {oracle:.4f} "
-                f"({ctr / oracle:.0%}), {pol:.0%} by policy, {h.versions} policy versions seen, "
+                f"{sum(b.impressions for b in block)} impressions, CTR {ctr:.4f}: {ctr / segment_oracle:.0%} "
+                f"of the per-segment oracle {segment_oracle:.4f}, {ctr / oracle:.0%} of the per-campaign "
+                f"one {oracle:.4f}; {pol:.0%} by policy, {h.versions} policy versions seen, "
                 f"waited {sum(b.wait_s for b in block):.0f}s for the job"
             )
             _say(

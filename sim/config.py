@@ -43,6 +43,9 @@ class SimConfig:
     n_segments: int = 4
     n_users: int = 50_000
     user_activity_sigma: float = 1.5  # lognormal spread of revisit frequency (0 = all equal)
+    # Spread (standard deviation per dimension) of a user's vector around its segment's centre;
+    # the centres are drawn N(0, 1), so at 0.25 the segment agent can tell most segments apart.
+    user_vector_noise: float = 0.25
     requests_per_day: int = 20_000  # auction requests over all campaigns
     diurnal_amplitude: float = 0.5  # hourly traffic = mean * (1 + a * sin(...))
     daily_budget_range: tuple[float, float] = (100.0, 300.0)
@@ -199,6 +202,7 @@ _CHECKS = {
     "n_segments": _int(1, 1000),
     "n_users": _int(1),
     "user_activity_sigma": _float(0, 5),
+    "user_vector_noise": _float(0, 10),
     "requests_per_day": _int(1),
     "diurnal_amplitude": _float(0, 1, hi_open=True),
     "daily_budget_range": _range(0, _INF),

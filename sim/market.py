@@ -64,7 +64,7 @@ class Market:
         activity = rng.lognormal(0.0, config.user_activity_sigma, config.n_users)
         self._user_cdf = np.cumsum(activity / activity.sum())
         centroids = rng.normal(0.0, 1.0, (n_seg, config.feature_dim - 2))
-        noise = rng.normal(0.0, 0.5, (config.n_users, config.feature_dim - 2))
+        noise = rng.normal(0.0, config.user_vector_noise, (config.n_users, config.feature_dim - 2))
         self.user_vectors = (centroids[self.user_segment] + noise).astype(np.float32)
 
         # Conversion value factor per segment (its own stream: the other draws stay as they were).
