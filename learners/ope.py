@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Estimate", "TabularRewardModel", "doubly_robust", "evaluate", "ips", "snips"]
+__all__ = ["Estimate", "RiverRewardModel", "TabularRewardModel", "doubly_robust", "evaluate", "ips", "snips"]
 
 Policy = Callable[[Mapping[str, Any]], Mapping[Any, float]]
 
@@ -142,6 +142,56 @@ class TabularRewardModel:
         action_mean = (s_a + self.prior_n * base) / (n_a + self.prior_n)
         n, s = self._cells.get((self.key(context), action), [0.0, 0.0])
         return (s + self.prior_n * action_mean) / (n + self.prior_n)
+
+
+class RiverRewardModel:
+    """``q̂(x, a)``: a River linear regressor (``river.linear_model.LinearRegression``) of the reward
+    on the action, and on the context's numeric values crossed with the action (a line per
+    action), learned online from the logs; the doubly robust estimator's reward model.
+
+    Offline evaluation, off the job's path: it learns one logged row at a time (``epochs`` passes).
+    Context values that are labels (a segment) enter as indicators ``key=value``; lists and other
+    values are left out.
+
+    >>> logs = [{"context": {"x": x}, "action": a, "propensity": 0.5, "reward": (2 * x if a == "u" else 1 - x)}
+    ...         for x in (0.0, 0.25, 0.5, 0.75, 1.0) for a in ("u", "v")] * 40
+    >>> model = RiverRewardModel(seed=0).fit(logs)
+    >>> round(model({"x": 0.5}, "u"), 1), round(model({"x": 1.0}, "v"), 1)
+    (1.0, 0.0)
+    """
+
+    def __init__(
+        self, *, learning_rate: float = 0.05, l2: float = 0.0, epochs: int = 3, seed: int = 0
+    ) -> None:
+        from river import linear_model, optim
+
+        self.epochs = epochs
+        self._seed = seed
+        self._model = linear_model.LinearRegression(
+            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
+        )
+
+    @staticmethod
+    def _features(context: Mapping[str, Any], action: Hashable) -> dict[str, float]:
+        out: dict[str, float] = {f"a={action}": 1.0}
+        for key, value in context.items():
+            if isinstance(value, str | bool):
+                out[f"a={action}|{key}={value}"] = 1.0
+            elif isinstance(value, int | float) and math.isfinite(value):
+                out[f"a={action}|{key}"] = float(value)
+        return out
+
+    def fit(self, logs: Iterable[Mapping[str, Any]]) -> RiverRewardModel:
+        rows = list(logs)
+        order = np.random.default_rng(self._seed)
+        for _ in range(self.epochs):
+            for i in order.permutation(len(rows)).tolist():
+                row = rows[i]
+                self._model.learn_one(self._features(row["context"], row["action"]), float(row["reward"]))
+        return self
+
+    def __call__(self, context: Mapping[str, Any], action: Hashable) -> float:
+        return float(self._model.predict_one(self._features(context, action)))
 
 
 def evaluate(
