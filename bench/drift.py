@@ -41,7 +41,7 @@ RECOVERED = 0.9  # share of the new oracle's CTR that counts as recovered
 @dataclass
 class Run:
     detected_after: int | None  # impressions after the change when drift fired (None: never)
-    bound: int  # impressions within which it should fire (detection_bound)
+    bound: int | None  # impressions within which it should fire (detection_bound); None: no drop
     false_alarms: int  # fires before the change
     recovered_with: int | None  # impressions after the change to reach RECOVERED of the new oracle
     recovered_without: int | None
@@ -62,20 +62,24 @@ def _ctr_tables(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
-def detection_bound(ctr_before: np.ndarray, ctr_after: np.ndarray, settings, batch: int) -> int:
+def detection_bound(
+    served: int, ctr_before: np.ndarray, ctr_after: np.ndarray, settings, batch: int
+) -> int | None:
     """Impressions after the change within which the detector should fire, from its settings.
 
-    The learner serves the best creative almost always, so the key's mean reward per trial drops
-    from ``p0 = max(ctr_before)`` to ``p1``, the new CTR of that creative: by ``Δ = (p0 - p1) / se``
-    standard errors of a pool, ``se = sqrt(p0 (1 - p0) / window_trials)``. Page-Hinkley's sum then
-    grows by ``Δ - delta`` a pool, past ``threshold`` after ``ceil(threshold / (Δ - delta))`` full
-    pools (noise aside); one more pool, the one the change fell in, and one micro-batch for the
-    pool's rounding up, give the bound."""
-    p0 = float(ctr_before.max())
-    p1 = float(ctr_after[int(np.argmax(ctr_before))])
+    The learner serves creative ``served`` (the one it served most just before the change) almost
+    always, so the key's mean reward per trial drops from ``p0``, its CTR before, to ``p1``, its
+    CTR after: by ``Δ = (p0 - p1) / se`` standard errors of a pool, ``se = sqrt(p0 (1 - p0) /
+    window_trials)``. Page-Hinkley's sum then grows by ``Δ - delta`` a pool, past ``threshold``
+    after ``ceil(threshold / (Δ - delta))`` full pools (noise aside); one more pool, the one the
+    change fell in, and one micro-batch for the pool's rounding up, give the bound. None when the
+    reward does not drop by more than ``delta``: there is no drift to detect."""
+    p0, p1 = float(ctr_before[served]), float(ctr_after[served])
     se = (p0 * (1 - p0) / settings.window_trials) ** 0.5
     gain = (p0 - p1) / se - settings.delta
-    pools = int(np.ceil(settings.threshold / gain)) + 1 if gain > 0 else 10**6
+    if gain <= 0:
+        return None
+    pools = int(np.ceil(settings.threshold / gain)) + 1
     return int(pools * settings.window_trials + batch)
 
 
@@ -91,6 +95,7 @@ def run(seed: int, before_n: int, after_n: int, batch: int, window: int) -> Run:
     guard = DriftGuard(settings)
     learners = {"with": specs.build("c00", "creative"), "without": specs.build("c00", "creative")}
     served: dict[str, list[float]] = {"with": [], "without": []}
+    chosen: list[int] = []  # creatives the learner with drift handling served, before the change
     detected, false_alarms = None, 0
     pending: dict[str, dict[str, list[float]]] = {name: {} for name in learners}
     context = {"segment": "k0"}
@@ -100,6 +105,8 @@ def run(seed: int, before_n: int, after_n: int, batch: int, window: int) -> Run:
             arm, _ = learner.choose(context, arms)
             j = arms.index(arm)
             served[name].append(float(ctr[j]))
+            if name == "with" and before_n - window <= t < before_n:
+                chosen.append(j)
             click = float(u[t, j] < ctr[j])
             acc = pending[name].setdefault(arm, [0.0, 0.0])
             acc[0] += 1
@@ -130,7 +137,7 @@ def run(seed: int, before_n: int, after_n: int, batch: int, window: int) -> Run:
     def smooth(curve: list[float]) -> list[float]:
         return (np.convolve(curve, np.ones(window) / window, mode="valid") / best).tolist()
 
-    bound = detection_bound(ctr_before, ctr_after, settings, batch)
+    bound = detection_bound(int(np.bincount(chosen).argmax()), ctr_before, ctr_after, settings, batch)
     return Run(
         detected, bound, false_alarms, recovered(served["with"]), recovered(served["without"]),
         smooth(served["with"]), smooth(served["without"]),
@@ -166,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     detected = [r.detected_after for r in runs]
     with_, without = [r.recovered_with for r in runs], [r.recovered_without for r in runs]
     ratio = [(b if b is not None else cap) / a for a, b in zip(with_, without, strict=True) if a is not None]
+    dropped = sum(r.bound is not None for r in runs)
+    held = sum(
+        r.bound is not None and r.detected_after is not None and r.detected_after <= r.bound for r in runs
+    )
     lines = [
         "# Reward drift: detection and recovery",
         "",
@@ -192,10 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         "Bound (`detection_bound`): the detector should fire within ⌈threshold / (Δ − delta)⌉ + 1 "
         "pools of `window_trials` trials, plus a micro-batch, Δ being the drop of the mean reward in "
         "standard errors of a pool (with the default settings, threshold 5, delta 0.5, 200 trials). "
-        "Per seed, bound and measured: "
-        + ", ".join(f"{r.bound:,}/{r.detected_after}" for r in runs)
-        + f". Held in {sum(r.detected_after is not None and r.detected_after <= r.bound for r in runs)} "
-        f"of {len(runs)} seeds.",
+        "Per seed, bound and measured (`-`: the creative served before the change did not get worse, "
+        "nothing to detect): "
+        + ", ".join(f"{'-' if r.bound is None else f'{r.bound:,}'}/{r.detected_after}" for r in runs)
+        + f". Held in {held} of the {dropped} seeds whose served reward dropped.",
         "",
         "![CTR served after the change, seed 1](drift.png)",
     ]

@@ -153,7 +153,9 @@ class RiverRewardModel:
     Context values that are labels (a segment) enter as indicators ``key=value``; lists and other
     values are left out.
 
-    >>> logs = [{"context": {"x": x}, "action": a, "propensity": 0.5, "reward": (2 * x if a == "u" else 1 - x)}
+    >>> def reward(x, a):
+    ...     return 2 * x if a == "u" else 1 - x
+    >>> logs = [{"context": {"x": x}, "action": a, "propensity": 0.5, "reward": reward(x, a)}
     ...         for x in (0.0, 0.25, 0.5, 0.75, 1.0) for a in ("u", "v")] * 40
     >>> model = RiverRewardModel(seed=0).fit(logs)
     >>> round(model({"x": 0.5}, "u"), 1), round(model({"x": 1.0}, "v"), 1)
