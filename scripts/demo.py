@@ -273,12 +273,16 @@ def job_config(
 
 
 def start_loop(
-    cfg: app_config.AppConfig, sim_cfg: SimConfig, *, seed: int
+    cfg: app_config.AppConfig, sim_cfg: SimConfig, *, seed: int, segments: bool = True
 ) -> tuple[Any, ServingClient, KafkaWriter, ClosedLoop]:
-    """Create the topics, start the job and the serving client, and wire the loop (caller closes)."""
+    """Create the topics, start the job and the serving client, and wire the loop (caller closes).
+    With ``segments`` the serving nodes use the segment agent (``demo_learners``); without, they
+    log the simulator's own segment labels."""
     from jobs import feedback_job
 
-    cfg = cfg.replace(campaigns=campaign_table(sim_cfg), learners=demo_learners(sim_cfg))
+    cfg = cfg.replace(campaigns=campaign_table(sim_cfg))
+    if segments:
+        cfg = cfg.replace(learners=demo_learners(sim_cfg))
     bootstrap = cfg.kafka.bootstrap_servers
     kafka_settings = cfg.kafka.librdkafka()  # the config's security settings, for every client
     kafka_tools.create_topics(
@@ -298,7 +302,7 @@ def start_loop(
         click_window_ms=cfg.attribution.click_window_ms,
         out_of_orderness_ms=cfg.ingest.out_of_orderness_ms,
         time_blocks=cfg.campaigns.time_blocks,
-        segments=cfg.learners.specs["segment"].get("n_segments", 4),
+        segments=cfg.learners.specs["segment"].get("n_segments", 4) if segments else None,
     )
     return job, client, writer, loop
 

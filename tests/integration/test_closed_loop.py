@@ -65,14 +65,19 @@ def test_each_campaign_learns_its_best_creative_and_versions_only_go_up(services
         assert first >= (1 + MIN_GAP) * second, f"settings: {campaign} gap too small to test: {by_creative}"
 
     bootstrap = services.kafka_bootstrap
+    # One creative bandit per campaign, no segment agent: the serving nodes log the simulator's
+    # labels (the creative agent per learned segment: the test below).
     cfg = demo.job_config(
         bootstrap, services.redis_url, prefix=unique_prefix, tables=str(tmp_path / "rewards")
-    ).replace(rewards={"creative": {"click": 1.0, "credit": 0.0, "cost": 0.0}})
+    ).replace(
+        rewards={"creative": {"click": 1.0, "credit": 0.0, "cost": 0.0}},
+        learners={"creative": {"learner": "ThompsonSampling", "dist": "gaussian"}},
+    )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     job = client = writer = None
     started = time.monotonic()
     try:
-        job, client, writer, loop = demo.start_loop(cfg, SIM, seed=SIM.seed)
+        job, client, writer, loop = demo.start_loop(cfg, SIM, seed=SIM.seed, segments=False)
         hours = loop.run()
         writer.close()
         writer = None
@@ -85,22 +90,21 @@ def test_each_campaign_learns_its_best_creative_and_versions_only_go_up(services
             for campaign, best in truth.items():
                 record = store.get(campaign, "creative")
                 assert record is not None, f"no creative policy published for {campaign}"
-                policy = learners.from_params(record.params).pooled  # over every segment
+                policy = learners.from_params(record.params)
                 means = {cr: policy.posterior_params(cr)[0] for cr in ctrs[campaign]}
                 learned = max(means, key=means.__getitem__)
                 assert learned == best, (
                     f"{campaign}: learned {learned}, true best {best}; posterior means {means}, "
                     f"true CTRs {ctrs[campaign]}"
                 )
-                pooled = record.params["pooled"]
-                trials = dict(zip(pooled["arms"], (s[0] for s in pooled["stats"]), strict=True))
+                trials = dict(zip(record.params["arms"], (s[0] for s in record.params["stats"]), strict=True))
                 assert trials.get(best, 0) >= MIN_TRIALS, (campaign, trials)
         finally:
             store.close()
 
         # The client installed versions in increasing order only, for every key it followed.
         for campaign in truth:
-            for agent in demo.AGENTS:
+            for agent in ("creative", "bid", "budget"):  # no segment agent here
                 seen = client.versions_seen(campaign, agent)
                 assert seen, f"client saw no version of {campaign}/{agent}"
                 assert list(seen) == sorted(set(seen)), f"{campaign}/{agent}: versions {seen}"
