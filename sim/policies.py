@@ -141,8 +141,10 @@ class UniformRandomPolicy:
         policy_version: int = 0,
         bid: bool = True,
         pacing_rates: tuple[float, ...] | None = None,
+        segments: int = 0,
     ) -> None:
         self.seed = seed
+        self.segments = [f"k{i}" for i in range(segments)]  # the segment agent's labels, if any
         self.policy_version = policy_version
         self.bid = bid
         self.pacing_rates = pacing_rates
@@ -163,6 +165,9 @@ class UniformRandomPolicy:
             rates = self.pacing_rates
             k = len(rates)
             out.append(Decision(BUDGET, format_multiplier(rates[int(draw() * k)]), 1.0 / k, version))
+        if self.segments:
+            labels = self.segments
+            out.append(Decision(SEGMENT, labels[int(draw() * len(labels))], 1.0 / len(labels), version))
         return out
 
 

@@ -35,6 +35,16 @@ RUNS = {
         "bid": {"learner": "EpsilonGreedy"},
         "budget": {"learner": "BudgetPacer"},
     },
+    # River's own policies, a bandit per segment, and the segment agent on every impression.
+    "river-and-segments": {
+        "creative": {
+            "learner": "PerSegment",
+            "base": {"learner": "RiverBandit", "policy": "ThompsonSampling"},
+        },
+        "bid": {"learner": "RiverBandit", "policy": "EpsilonGreedy", "epsilon": 0.2},
+        "budget": {"learner": "RiverBandit", "policy": "UCB"},
+        "segment": {"learner": "SegmentAgent", "n_segments": 3, "sample_rate": 1.0, "warmup": 30},
+    },
 }
 
 
@@ -52,7 +62,8 @@ def test_each_learner_learns_in_the_job_and_its_params_serve(services, unique_pr
     )
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
     kafka_tools.create_topics(bootstrap, topics)
-    sim = Simulator(SIM, policy=UniformRandomPolicy(seed=SIM.seed, pacing_rates=RATES))
+    segments = RUNS[run].get("segment", {}).get("n_segments", 0)
+    sim = Simulator(SIM, policy=UniformRandomPolicy(seed=SIM.seed, pacing_rates=RATES, segments=segments))
     with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:
         for chunk in sim.run():
             writer.write(chunk.records)
@@ -85,6 +96,14 @@ def test_each_learner_learns_in_the_job_and_its_params_serve(services, unique_pr
         rates = [format_multiplier(r) for r in RATES]
         for campaign in campaigns:
             creatives = list(sim.market.campaign(campaign).creatives)
+            if segments:
+                # The segment agent's segment of a user: the nearest learned centre, propensity 1.
+                segment = client.segment(campaign, context["features"], segments)
+                assert segment.source == "policy" and segment.propensity == 1.0, segment
+                assert segment.policy_version == records[(campaign, "segment")].version
+                context["segment"] = segment.action
+                centroids = records[(campaign, "segment")].params["centroids"]
+                assert len(centroids) == segments and all(len(c) == len(FEATURES) for c in centroids)
             choice = client.choose(campaign, "creative", context, creatives)
             bid = client.bid(campaign, context, base_bid=0.2, multipliers=multipliers)
             pace = client.choose(campaign, "budget", context, rates)

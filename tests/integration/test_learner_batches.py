@@ -1,5 +1,6 @@
 """The learners' micro-batches computed in SQL add up to numpy sums over the reward rows and the
-auction requests: one row per key and window, its arms sorted and unique."""
+auction requests: one row per key and window, its arms sorted and unique; the segment agent's
+samples are the feature vectors of the impressions its hash picks."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
         tmp_path / "rewards",
         batches={"interval_ms": 500, "feature_dim": len(features)},
         job={"learners": False},
-        learners={"creative": {"learner": "LinUCB", "features": features}},
+        learners={
+            "creative": {"learner": "LinUCB", "features": features},
+            "segment": {"learner": "SegmentAgent", "n_segments": 3, "sample_rate": SAMPLE_RATE},
+        },
     )
     assert cfg.learners.contextual_agents() == ["creative"]
     topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
@@ -41,7 +45,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
     # Pacing rates logged too, so some requests are throttled (bid 0).
     sim = Simulator(
         SimConfig(days=1, n_users=500, requests_per_day=3_000),
-        policy=UniformRandomPolicy(seed=7, pacing_rates=(0.5, 1.0)),
+        policy=UniformRandomPolicy(seed=7, pacing_rates=(0.5, 1.0), segments=3),
     )
     auctions: dict[str, dict] = {}  # the clean requests, by event id (duplicates are one)
     with KafkaWriter(bootstrap, topic_prefix=unique_prefix) as writer:
@@ -147,3 +151,29 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
         if key[1] == "creative":
             np.testing.assert_allclose(g["xx"], e["xx"], rtol=1e-9, atol=1e-9)
             np.testing.assert_allclose(g["rx"], e["rx"], rtol=1e-9, atol=1e-9)
+
+    # Samples: the features of the segment agent's initial rows whose impression id the hash
+    # picks (Java's String.hashCode, as Flink's HASH_CODE), in that agent's batches only.
+    picked = Counter(
+        (r["campaign_id"], tuple(r["features"]))
+        for r in rewards
+        if r["agent"] == "segment" and r["kind"] == "initial" and _sampled(r["impression_id"], SAMPLE_RATE)
+    )
+    sampled = Counter((b["campaign_id"], tuple(x)) for b in batches for x in b["samples"] or ())
+    assert all(b["samples"] is None for b in batches if b["agent"] != "segment")
+    initial = sum(1 for r in rewards if r["agent"] == "segment" and r["kind"] == "initial")
+    assert 0.3 * initial < sum(picked.values()) < 0.7 * initial
+    assert sampled == picked
+
+
+SAMPLE_RATE = 0.5
+
+
+def _sampled(impression_id: str, rate: float) -> bool:
+    """``ABS(MOD(HASH_CODE(impression_id), 1000000)) < rate * 1000000`` (sql/batches.py)."""
+    h = 0
+    for char in impression_id:
+        h = (31 * h + ord(char)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    remainder = abs(h) % batches_sql.SAMPLE_SCALE  # Java's % keeps the dividend's sign; ABS drops it
+    return remainder < round(rate * batches_sql.SAMPLE_SCALE)
