@@ -3,7 +3,8 @@
     python -m jobs.metrics --rest http://127.0.0.1:8081 [--job <job id>]
 
 Counters (summed over operators and subtasks): ``dlq_records``, ``late_records`` (the SQL part),
-``rewards_applied_<agent>``, ``policies_published``, ``publish_failures`` (the learner operator);
+``rewards_applied_<agent>``, ``policies_published``, ``publish_failures``, ``learner_errors``,
+``learner_drifts`` (the learner operator);
 gauge ``publish_latency_ms`` (the largest over subtasks). A cluster's REST API is the JobManager's
 (``rest.port``, 8081 by default); the local mini-cluster serves one when ``rest.bind-port`` is set.
 Flink refreshes the values it serves every ``metrics.fetcher.update-interval`` (10 s by default).

@@ -35,6 +35,7 @@ from sql.schema import ARM_FIELDS, columns
 AUCTION_AGENTS = ("bid", "budget")
 MAX_MULTIPLIER = 1000  # the largest bid multiplier the statistics take
 SAMPLE_SCALE = 1_000_000  # resolution of the sampled share of impressions
+SAMPLE_MIX = 2_654_435_761  # odd, near 2^32 / golden ratio; |hash| * it stays within a BIGINT
 
 
 def batches_views(
@@ -99,9 +100,11 @@ def batches_views(
     if segmented_agents:
         segmented = ", ".join(f"'{a}'" for a in sorted(segmented_agents))
         segment_state = f" WHEN agent IN ({segmented}) THEN segment"
+    # HASH_CODE (Java's String.hashCode) of ids that differ in their last characters differs by
+    # small steps: times a large odd constant (a Weyl sequence), its residues spread evenly.
     sampled = " ".join(
-        f"WHEN '{agent}' THEN ABS(MOD(HASH_CODE(impression_id), {SAMPLE_SCALE})) < "
-        f"{round(rate * SAMPLE_SCALE)}"
+        f"WHEN '{agent}' THEN MOD(ABS(CAST(HASH_CODE(impression_id) AS BIGINT) * {SAMPLE_MIX}), "
+        f"{SAMPLE_SCALE}) < {round(rate * SAMPLE_SCALE)}"
         for agent, rate in sorted((sample_rates or {}).items())
     )
     sample = (
@@ -118,15 +121,15 @@ SELECT campaign_id, agent, reward_ts,
        CASE WHEN {per_request} THEN {reward_expression(rewards, "click", "credit", "0.0")} ELSE reward END
          AS reward,
        propensity, CASE WHEN {per_request} THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
-       PROCTIME() AS arrived, reward_time, features, {sample} AS sample
+       {sample} AS sample, PROCTIME() AS arrived, reward_time, features
 FROM {source}
 WHERE NOT {per_request} OR {usable}
 UNION ALL
 SELECT campaign_id, agent, ts AS reward_ts, {campaigns.agent_state_sql("ts", "segment")} AS state,
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
-       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features,
-       CAST(NULL AS ARRAY<DOUBLE>) AS sample
+       CAST(NULL AS ARRAY<DOUBLE>) AS sample, PROCTIME() AS arrived, rowtime AS reward_time,
+       CAST(NULL AS ARRAY<DOUBLE>) AS features
 FROM ontime_auctions CROSS JOIN UNNEST(
   CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[{not_entered}]) ELSE decisions END
 ) AS d ({decision_fields})
@@ -139,11 +142,7 @@ WHERE {per_request} AND {usable}
         stats += f", features, CASE WHEN agent IN ({agents}) THEN {feature_dim} ELSE 0 END)"
     else:
         stats += ")"  # no context sums: the features are not read, nor shuffled to the aggregate
-    samples = (
-        "ARRAY_AGG(sample) FILTER (WHERE sample IS NOT NULL)"
-        if sampled
-        else "CAST(NULL AS ARRAY<ARRAY<DOUBLE>>)"
-    )
+    samples = "ARRAY_AGG(sample IGNORE NULLS)" if sampled else "CAST(NULL AS ARRAY<ARRAY<DOUBLE>>)"
     batches = f"""CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
   {stats} AS arms, {samples} AS samples

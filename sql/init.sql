@@ -428,22 +428,22 @@ UNION ALL SELECT ADLOOP_COUNTED(payload, 'late_records') AS payload, event_id, t
 
 CREATE TEMPORARY VIEW IF NOT EXISTS keyed_rewards AS
 SELECT campaign_id, agent, reward_ts,
-       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) WHEN agent IN ('creative') THEN segment ELSE '' END
-         AS state,
+       CASE WHEN agent IN ('bid', 'budget') THEN CONCAT(CAST(event_ts / 86400000 AS STRING), '|', CAST(MOD(event_ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) WHEN agent IN ('creative') THEN segment
+         ELSE '' END AS state,
        action AS arm,
        CASE WHEN agent IN ('bid', 'budget') AND kind = 'initial' THEN 'value' ELSE kind END AS kind,
        CASE WHEN agent IN ('bid', 'budget') THEN CASE agent WHEN 'creative' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 WHEN 'bid' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'budget' THEN CAST(0.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(1.0 AS DOUBLE) * 0.0 WHEN 'segment' THEN CAST(1.0 AS DOUBLE) * click + CAST(1.0 AS DOUBLE) * credit - CAST(0.0 AS DOUBLE) * 0.0 END ELSE reward END
          AS reward,
        propensity, CASE WHEN agent IN ('bid', 'budget') THEN CAST(NULL AS DOUBLE) ELSE cost END AS cost,
-       PROCTIME() AS arrived, reward_time, features, CASE WHEN kind = 'initial' AND CASE agent WHEN 'segment' THEN ABS(MOD(HASH_CODE(impression_id), 1000000)) < 100000 ELSE FALSE END THEN features END AS sample
+       CASE WHEN kind = 'initial' AND CASE agent WHEN 'segment' THEN MOD(ABS(CAST(HASH_CODE(impression_id) AS BIGINT) * 2654435761), 1000000) < 100000 ELSE FALSE END THEN features END AS sample, PROCTIME() AS arrived, reward_time, features
 FROM rewards
 WHERE NOT agent IN ('bid', 'budget') OR (action = '-' OR CASE agent WHEN 'bid' THEN TRY_CAST(action AS DOUBLE) > 0 AND TRY_CAST(action AS DOUBLE) <= 1000 WHEN 'budget' THEN TRY_CAST(action AS DOUBLE) BETWEEN 0 AND 1 ELSE TRUE END)
 UNION ALL
 SELECT campaign_id, agent, ts AS reward_ts, CONCAT(CAST(ts / 86400000 AS STRING), '|', CAST(MOD(ts, 86400000) * 24 / 86400000 AS STRING), '|', segment) AS state,
        action AS arm, CASE WHEN won = 1 THEN 'won' ELSE 'request' END AS kind, CAST(NULL AS DOUBLE) AS reward,
        propensity, CASE WHEN won = 1 THEN COALESCE(clearing_price, 0.0) ELSE 0.0 END AS cost,
-       PROCTIME() AS arrived, rowtime AS reward_time, CAST(NULL AS ARRAY<DOUBLE>) AS features,
-       CAST(NULL AS ARRAY<DOUBLE>) AS sample
+       CAST(NULL AS ARRAY<DOUBLE>) AS sample, PROCTIME() AS arrived, rowtime AS reward_time,
+       CAST(NULL AS ARRAY<DOUBLE>) AS features
 FROM ontime_auctions CROSS JOIN UNNEST(
   CASE WHEN bid = 0 THEN ARRAY_CONCAT(decisions, ARRAY[CAST(ROW('bid', '-', 1.0, 0) AS ROW<agent STRING, action STRING, propensity DOUBLE, policy_version BIGINT>)]) ELSE decisions END
 ) AS d (agent, action, propensity, policy_version)
@@ -452,7 +452,7 @@ WHERE agent IN ('bid', 'budget') AND (action = '-' OR CASE agent WHEN 'bid' THEN
 
 CREATE TEMPORARY VIEW IF NOT EXISTS learner_batches AS
 SELECT CAST(window_end AS STRING) AS window_end, MAX(reward_ts) AS event_time, campaign_id, agent,
-  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost) AS arms, ARRAY_AGG(sample) FILTER (WHERE sample IS NOT NULL) AS samples
+  ADLOOP_ARM_STATS(state, arm, kind, reward, propensity, cost) AS arms, ARRAY_AGG(sample IGNORE NULLS) AS samples
 FROM TABLE(TUMBLE(TABLE keyed_rewards, DESCRIPTOR(arrived), INTERVAL '0 00:00:00.100' DAY(3) TO SECOND(3)))
 GROUP BY window_start, window_end, campaign_id, agent;
 

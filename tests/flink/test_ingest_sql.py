@@ -84,7 +84,7 @@ CASES = {
     ),  # fmt: skip
     "feature above the maximum": (_with(features=[1e300, 0.5]), "features_out_of_range"),
     "features of another length": (_with(features=[1.0]), "wrong_length:features"),
-    "4 decisions for 3 agents": (_with(decisions=_decision() * 4), "too_many_items:decisions"),
+    "5 decisions for 4 agents": (_with(decisions=_decision() * 5), "too_many_items:decisions"),
     "5,000 decisions": (_with(decisions=_decision() * 5000), "payload_too_large"),
     "one agent twice": (_with(decisions=_decision() + _decision(action="cr2")), "duplicate_agent:decisions"),
     "separator in a campaign": (_with(campaign_id="c|1"), "bad_id:campaign_id"),

@@ -160,7 +160,7 @@ def test_batch_sums_equal_numpy_sums_over_reward_rows(services, unique_prefix, t
         if r["agent"] == "segment" and r["kind"] == "initial" and _sampled(r["impression_id"], SAMPLE_RATE)
     )
     sampled = Counter((b["campaign_id"], tuple(x)) for b in batches for x in b["samples"] or ())
-    assert all(b["samples"] is None for b in batches if b["agent"] != "segment")
+    assert all(not b["samples"] for b in batches if b["agent"] != "segment")
     initial = sum(1 for r in rewards if r["agent"] == "segment" and r["kind"] == "initial")
     assert 0.3 * initial < sum(picked.values()) < 0.7 * initial
     assert sampled == picked
@@ -170,10 +170,10 @@ SAMPLE_RATE = 0.5
 
 
 def _sampled(impression_id: str, rate: float) -> bool:
-    """``ABS(MOD(HASH_CODE(impression_id), 1000000)) < rate * 1000000`` (sql/batches.py)."""
+    """``MOD(ABS(HASH_CODE(impression_id) * SAMPLE_MIX), SAMPLE_SCALE) < rate * SAMPLE_SCALE``."""
     h = 0
     for char in impression_id:
         h = (31 * h + ord(char)) & 0xFFFFFFFF
     h = h - (1 << 32) if h >= 1 << 31 else h
-    remainder = abs(h) % batches_sql.SAMPLE_SCALE  # Java's % keeps the dividend's sign; ABS drops it
+    remainder = abs(h * batches_sql.SAMPLE_MIX) % batches_sql.SAMPLE_SCALE
     return remainder < round(rate * batches_sql.SAMPLE_SCALE)
