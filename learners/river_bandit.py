@@ -20,7 +20,10 @@ computes the propensity of the arm River pulled from the same state:
   as River's ``max`` picks it; ``ε`` after River's decay);
 - ``UCB``: ``1 / (number of arms tied at the highest bound)``, River's tie-break being uniform;
 - ``ThompsonSampling`` (Beta): the probability that the arm's posterior draw is the largest,
-  by quadrature (``learners._argmax``, within ``propensity_error_bound``).
+  by quadrature (``learners._argmax``, within ``propensity_error_bound``);
+- ``BayesUCB`` (its Beta posteriors take the sums too): ``1 / (number of arms tied at the highest
+  quantile)``;
+- ``RandomPolicy``: ``1 / K``.
 
 Params are JSON (per arm ``[n, S]``, and the policy's arguments), never a pickled River object:
 the policy is rebuilt from them. Exp3 is not offered: River's Exp3 weighs each reward by the
@@ -42,7 +45,7 @@ from learners.batch import ArmID, ArmStats
 
 __all__ = ["RiverBandit", "POLICIES"]
 
-POLICIES = ("EpsilonGreedy", "UCB", "ThompsonSampling")
+POLICIES = ("EpsilonGreedy", "UCB", "ThompsonSampling", "BayesUCB", "RandomPolicy")
 
 
 class RiverBandit(ArmBandit):
@@ -51,8 +54,8 @@ class RiverBandit(ArmBandit):
     Parameters
     ----------
     policy
-        ``"EpsilonGreedy"``, ``"UCB"`` or ``"ThompsonSampling"`` (with a Beta prior: rewards in
-        [0, 1], e.g. clicks).
+        ``"EpsilonGreedy"``, ``"UCB"``, ``"ThompsonSampling"`` (with a Beta prior: rewards in
+        [0, 1], e.g. clicks), ``"BayesUCB"`` (rewards in [0, 1]) or ``"RandomPolicy"``.
     epsilon, decay
         ``EpsilonGreedy``'s exploration rate and its decay (River's arguments).
     delta
@@ -126,6 +129,8 @@ class RiverBandit(ArmBandit):
             config |= {"epsilon": self.epsilon, "decay": self.decay}
         elif self.policy == "UCB":
             config |= {"delta": self.delta}
+        elif self.policy in ("BayesUCB", "RandomPolicy"):
+            pass
         else:
             config |= {"prior_alpha": self.prior_alpha, "prior_beta": self.prior_beta, "grid": self.grid}
         return config | {"half_life_ms": self.half_life_ms}
@@ -145,6 +150,10 @@ class RiverBandit(ArmBandit):
             return bandit.EpsilonGreedy(self.epsilon, decay=self.decay, seed=seed)
         if self.policy == "UCB":
             return bandit.UCB(delta=self.delta, seed=seed)
+        if self.policy == "BayesUCB":
+            return bandit.BayesUCB(seed=seed)
+        if self.policy == "RandomPolicy":
+            return bandit.RandomPolicy(seed=seed)
         prior: Any = proba.Beta(self.prior_alpha, self.prior_beta)  # type: ignore[arg-type]  # floats work
         return bandit.ThompsonSampling(reward_obj=prior, seed=seed)
 
@@ -163,6 +172,10 @@ class RiverBandit(ArmBandit):
                 reward.beta += max(n - s, 0.0)
             else:
                 reward += stats.Mean._from_state(n, s / n)
+            if self.policy == "BayesUCB":
+                posterior = policy._posteriors[arm]
+                posterior.alpha += s
+                posterior.beta += max(n - s, 0.0)
             policy._counts[arm] += n
             policy._n += n
         if seed is None:
@@ -181,6 +194,14 @@ class RiverBandit(ArmBandit):
             means = [policy._rewards[a].get() if a in policy._rewards else 0.0 for a in arms]
             greedy = int(np.argmax(means))  # the first of the highest, as River's max()
             return {a: eps / k + (1 - eps) * (i == greedy) for i, a in enumerate(arms)}
+        if self.policy == "RandomPolicy":
+            return {a: 1.0 / k for a in arms}
+        if self.policy == "BayesUCB":
+            indices = [policy.compute_index(a) for a in arms]
+            top = max(indices)
+            return {
+                a: (1.0 / indices.count(top) if i == top else 0.0) for a, i in zip(arms, indices, strict=True)
+            }
         if self.policy == "UCB":
             bounds = []
             for a in arms:

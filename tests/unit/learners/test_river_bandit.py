@@ -33,6 +33,10 @@ def _river(policy: str, seed: int) -> bandit.base.Policy:
         return bandit.EpsilonGreedy(0.2, decay=0.001, seed=seed)
     if policy == "UCB":
         return bandit.UCB(delta=1.0, seed=seed)
+    if policy == "BayesUCB":
+        return bandit.BayesUCB(seed=seed)
+    if policy == "RandomPolicy":
+        return bandit.RandomPolicy(seed=seed)
     return bandit.ThompsonSampling(reward_obj=proba.Beta(1, 1), seed=seed)
 
 
@@ -43,6 +47,8 @@ def _adapter(policy: str) -> RiverBandit:
 
 def _statistics(policy: bandit.base.Policy) -> dict:
     out = {}
+    for arm, posterior in getattr(policy, "_posteriors", {}).items():  # BayesUCB's
+        out[f"posterior:{arm}"] = (posterior.alpha, posterior.beta)
     for arm, reward in policy._rewards.items():
         if isinstance(reward, proba.Beta):
             out[arm] = (reward.alpha, reward.beta, policy._counts[arm])
@@ -61,7 +67,7 @@ def _close(a: dict, b: dict) -> bool:
     return True
 
 
-@pytest.mark.parametrize("policy", ["EpsilonGreedy", "UCB", "ThompsonSampling"])
+@pytest.mark.parametrize("policy", ["EpsilonGreedy", "UCB", "ThompsonSampling", "BayesUCB", "RandomPolicy"])
 def test_adapter_matches_river_fed_event_by_event(policy: str) -> None:
     """Three micro-batches of 2,000 events: the adapter merges their sums into River's objects;
     River's policy is fed the same events one at a time. Same per-arm statistics (to 1e-12: a
@@ -82,7 +88,7 @@ def test_adapter_matches_river_fed_event_by_event(policy: str) -> None:
     assert [merged.pull(offered) for _ in range(500)] == [river.pull(offered) for _ in range(500)]
 
 
-@pytest.mark.parametrize("policy", ["EpsilonGreedy", "UCB", "ThompsonSampling"])
+@pytest.mark.parametrize("policy", ["EpsilonGreedy", "UCB", "ThompsonSampling", "BayesUCB", "RandomPolicy"])
 def test_propensity_is_the_frequency_of_rivers_pull(policy: str) -> None:
     """The adapter's propensity is the probability of the arm River's pull returns."""
     adapter = _adapter(policy)
