@@ -69,6 +69,7 @@ def test_metrics_count_dead_letters_late_rows_applied_rewards_and_publishes(
             "late_records": len(late),
             "policies_published": sum(u["published"] for u in updates),
             "publish_failures": 0,
+            "learner_drifts": len(kafka_tools.read_all(bootstrap, cfg.kafka.topic("drift"))),
             **{f"rewards_applied_{agent}": applied[agent] for agent in AGENTS},
         }
         assert expected["dlq_records"] > 0 and expected["late_records"] >= len(stragglers)
