@@ -36,6 +36,7 @@ from sim.market import Market
 
 ROOT = Path(__file__).resolve().parent.parent
 RECOVERED = 0.9  # share of the new oracle's CTR that counts as recovered
+IMPRESSION_MS = 1_000  # event time between two impressions of the campaign
 
 
 @dataclass
@@ -118,7 +119,7 @@ def run(seed: int, before_n: int, after_n: int, batch: int, window: int) -> Run:
                 {"arm": a, "state": "k0", "trials": n, "reward_sum": s, "reward_sq_sum": s}
                 for a, (n, s) in pending[name].items()
             ]
-            b = Batch.from_rows(rows, window_end=t + 1)
+            b = Batch.from_rows(rows, window_end=(t + 1) * IMPRESSION_MS)
             learner.update(b)
             if name == "with" and guard.observe(b):
                 learner.discount(settings.discount)

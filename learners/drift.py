@@ -1,11 +1,17 @@
 """Reward drift per key: River's Page-Hinkley test on the key's mean reward, batch by batch.
 
 A key's micro-batches are pooled until they hold ``window_trials`` trials; each pool gives one
-observation, its mean reward per trial in units of its standard error (``river.stats.Var`` of
-the rewards per trial, merged from the batches' sums of rewards and of their squares). River's
-``drift.PageHinkley``, in mode ``down``, watches those observations: it fires when the mean
-reward falls by more than ``delta`` standard errors for long enough to gather ``threshold`` of
-them. Rises are not drift: a learner that finds better arms raises its reward.
+observation, its mean reward per trial. River's ``drift.PageHinkley``, in mode ``down``, watches
+those observations: it fires when the mean reward falls by more than ``delta`` standard errors of
+a pool for long enough to gather ``threshold`` of them. The standard error comes from a
+``river.stats.Var`` of the rewards per trial, merged from the batches' sums of rewards and of
+their squares; the detector's ``delta`` and ``threshold`` follow it. Rises are not drift: a
+learner that finds better arms raises its reward.
+
+A key's first ``warmup_ms`` of event time are not watched: a click's reward row comes at the
+click, an unclicked impression's only when its click window closes, so a new key's first hour
+of rows is all clicks, and the fall that follows is no drift. Keep ``warmup_ms`` at least
+``attribution.click_window_ms``.
 
 On drift the learner keeps ``discount`` of its evidence (``Learner.discount``): what it learned
 before the change weighs little against what comes after. The job counts drifts in the metric
@@ -14,7 +20,7 @@ before the change weighs little against what comes after. The job counts drifts 
 The state is JSON, in the operator's keyed state next to the learner's params (never pickled):
 the detector's sums and the pool.
 
->>> guard = DriftGuard(window_trials=100)
+>>> guard = DriftGuard(window_trials=100, warmup_ms=0)
 >>> from learners.batch import ArmStats, Batch
 >>> def batch(ctr):
 ...     return Batch((ArmStats("a", trials=100, reward_sum=100 * ctr, reward_sq_sum=100 * ctr),))
@@ -55,6 +61,7 @@ class DriftSettings:
     threshold: float = 5.0
     discount: float = 0.1
     min_instances: int = 5
+    warmup_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
         for name, lo, hi in (
@@ -69,6 +76,9 @@ class DriftSettings:
             ):
                 bounds = f"({lo:g}, {hi:g}]" if hi < math.inf else f"> {lo:g}"
                 raise ValueError(f"config key 'drift.{name}': expected a number in {bounds}, found {value!r}")
+        if not isinstance(self.warmup_ms, int) or self.warmup_ms < 0:
+            found = self.warmup_ms
+            raise ValueError(f"config key 'drift.warmup_ms': expected an integer >= 0 (ms), found {found!r}")
         if not isinstance(self.min_instances, int) or self.min_instances < 1:
             raise ValueError(
                 f"config key 'drift.min_instances': expected an integer >= 1, found {self.min_instances!r}"
@@ -78,13 +88,13 @@ class DriftSettings:
     def from_mapping(cls, mapping: Mapping[str, Any]) -> DriftSettings:
         if not isinstance(mapping, Mapping):
             raise ValueError(f"config key 'drift': expected a mapping, found {mapping!r}")
-        known = {"window_trials", "delta", "threshold", "discount", "min_instances"}
+        known = {"window_trials", "delta", "threshold", "discount", "min_instances", "warmup_ms"}
         values: dict[str, Any] = {}
         for key, raw in mapping.items():
             if key not in known:
                 raise ValueError(f"config key 'drift.{key}': expected one of {sorted(known)}, found {key!r}")
             try:
-                values[key] = int(raw) if key == "min_instances" else float(raw)
+                values[key] = int(raw) if key in ("min_instances", "warmup_ms") else float(raw)
             except (TypeError, ValueError):
                 raise ValueError(f"config key 'drift.{key}': expected a number, found {raw!r}") from None
         return cls(**values)
@@ -96,6 +106,7 @@ class DriftSettings:
             "threshold": self.threshold,
             "discount": self.discount,
             "min_instances": self.min_instances,
+            "warmup_ms": self.warmup_ms,
         }
 
 
@@ -109,11 +120,16 @@ class DriftGuard:
             min_instances=s.min_instances, delta=s.delta, threshold=s.threshold, mode="down"
         )
         self._pool = [0.0, 0.0, 0.0]  # trials, reward sum, reward square sum
-        self._variance = stats.Var()  # of the rewards per trial, over every pool so far
+        self._variance = stats.Var()  # of the rewards per trial, over every pool watched so far
+        self._start: int | None = None  # event time of the key's first micro-batch
         self.drifts = 0
 
     def observe(self, batch: Batch) -> bool:
         """Pool the batch; when the pool is full, feed one observation; True if drift fires."""
+        if self._start is None:
+            self._start = batch.window_end
+        if batch.window_end < self._start + self.settings.warmup_ms:
+            return False  # warming up: not a reward row of the key is representative yet
         pool = self._pool
         for row in batch.rows:
             pool[0] += row.trials
@@ -125,9 +141,11 @@ class DriftGuard:
         self._pool = [0.0, 0.0, 0.0]
         mean = s / n
         self._variance += _var(n, mean, max(ss - n * mean * mean, 0.0))
-        sd = math.sqrt(max(self._variance.get(), 1e-12)) if self._variance.n > 1 else 1.0
-        # In standard errors of a full pool (a larger pool is only less noisy).
-        self._detector.update(mean / (sd / math.sqrt(self.settings.window_trials)))
+        # The standard error of a full pool (a larger pool is only less noisy).
+        se = math.sqrt(max(self._variance.get(), 0.0) / self.settings.window_trials)
+        self._detector.delta = self.settings.delta * se
+        self._detector.threshold = self.settings.threshold * se
+        self._detector.update(mean)
         if self._detector.drift_detected:
             self.drifts += 1
             return True
@@ -144,6 +162,7 @@ class DriftGuard:
             "ph": [d._x_mean.n, d._x_mean.get(), d._sum_increase, d._sum_decrease,
                    _finite(d._min_increase), d._max_decrease, d.drift_detected],
             "drifts": self.drifts,
+            "start": self._start,
         }  # fmt: skip
 
     @classmethod
@@ -162,6 +181,7 @@ class DriftGuard:
         d._max_decrease = float(max_dec)
         d._drift_detected = bool(detected)
         guard.drifts = int(state["drifts"])
+        guard._start = None if state.get("start") is None else int(state["start"])
         return guard
 
 
