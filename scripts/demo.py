@@ -383,8 +383,6 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
     hours, market, client = loop.hours, loop.sim.market, loop.client
     stamp = time.strftime("%Y%m%d-%H%M%S")
     text_path, png_path = out_dir / f"closed-loop-{stamp}.txt", out_dir / f"closed-loop-{stamp}.png"
-    ctrs = campaign_ctrs(market, segment_traffic(market))
-    best = best_by_campaign(ctrs)
     days = len(hours) // 24
 
     lines = [
@@ -409,19 +407,20 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
         )
     lines += [
         "",
-        "campaign  best creative (truth)  learned best (posterior mean)  versions  spend/budget per day",
+        "campaign  best creative per true segment: truth / learned  versions "
+        "(creative/bid/budget/segment)  spend/budget per day",
     ]
     learned = learned_best(client, market)
     spend = loop.sim.truth.spend
+    n_seg = len(market.segments)
     for c in market.campaigns:
         cid = c.campaign_id
         versions = "/".join(str(client.version(cid, a)) for a in AGENTS)
         use = " ".join(f"{s / c.daily_budget:.0%}" for s in spend.get(cid, []))
-        mark = "ok" if learned.get(cid) == best[cid] else "--"
-        lines.append(
-            f"{cid:<8}  {best[cid]:<10} {ctrs[cid][best[cid]]:.4f}    {learned.get(cid, '-'):<10} {mark:<19} "
-            f"{versions:<8}  {use}"
-        )
+        truth = [market.best_creative(cid, s).rsplit("-", 1)[1] for s in market.segments]
+        got = [learned.get((cid, s), "-").rsplit("-", 1)[-1] for s in range(n_seg)]
+        right = sum(t == g for t, g in zip(truth, got, strict=True))
+        lines.append(f"{cid:<8}  {' '.join(truth)} / {' '.join(got)}  ({right}/{n_seg})  {versions}  {use}")
     baseline = fixed_multiplier_baseline(loop.sim.config)
     loop_clicks = daily_clicks(hours)
     lines += [
@@ -441,14 +440,19 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
     per_segment = served / sum(h.segment_oracle_ctr * h.impressions for h in third)
     per_campaign = served / sum(h.oracle_ctr * h.impressions for h in third)
     purity = segment_purity(client, market)
+    right_pairs = sum(
+        learned.get((c.campaign_id, s)) == market.best_creative(c.campaign_id, market.segments[s])
+        for c in market.campaigns
+        for s in range(n_seg)
+    )
     lines += [
         "",
         f"last third of the run: CTR served {per_segment:.1%} of the per-segment oracle, "
         f"{per_campaign:.1%} of the per-campaign oracle",
         "segment agent, purity of its segments against the true ones (2,000 users per campaign): "
         + " ".join(f"{c} {p:.2f}" for c, p in purity.items()),
-        f"pooled creative bandit's best = true per-campaign best for "
-        f"{sum(learned.get(k) == v for k, v in best.items())}/{len(best)} campaigns",
+        f"learned best creative = true best for {right_pairs}/{len(market.campaigns) * n_seg} "
+        "(campaign, true segment) pairs",
         f"policy versions installed by the serving client: {client.stats().installed}; "
         f"versions only went up for every key: {monotonic}",
         "CTRs are the true CTRs of the creatives served, weighted by impressions. 'per campaign' serves each "
@@ -512,16 +516,26 @@ def write_report(loop: ClosedLoop, out_dir: Path, elapsed_s: float) -> tuple[Pat
     return text_path, png_path
 
 
-def learned_best(client: ServingClient, market: Market) -> dict[str, str]:
-    """Per campaign, the creative the published policy rates highest (posterior mean reward)."""
+def learned_best(client: ServingClient, market: Market) -> dict[tuple[str, int], str]:
+    """Per campaign and true segment, the creative the published policies rate highest (posterior
+    mean reward) for the segment's typical user: the segment policy puts that user in a segment,
+    whose creative bandit answers (the pooled one for a segment it has not learned; the one
+    bandit of a policy without segments)."""
     out = {}
     for c in market.campaigns:
         record = client.record(c.campaign_id, CREATIVE)
         if record is None:
             continue
         policy = learners.from_params(record.params)
-        policy = getattr(policy, "pooled", policy)  # a creative bandit per segment: the pooled one
-        out[c.campaign_id] = max(c.creatives, key=lambda cr: policy.posterior_params(cr)[0])
+        segments = client.record(c.campaign_id, "segment")
+        segment_policy = learners.from_params(segments.params) if segments is not None else None
+        for s in range(len(market.segments)):
+            bandit = policy
+            if isinstance(policy, learners.PerSegment):
+                centre = [0.0, 1.0, *market.user_vectors[market.user_segment == s].mean(axis=0).tolist()]
+                label = segment_policy.segment_of(centre) if segment_policy is not None else None
+                bandit = policy.segment_learner(label or market.segments[s]) or policy.pooled
+            out[(c.campaign_id, s)] = max(c.creatives, key=lambda cr: bandit.posterior_params(cr)[0])
     return out
 
 
