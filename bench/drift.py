@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Bound (`detection_bound`): the detector should fire within ⌈threshold / (Δ − delta)⌉ + 1 "
         "pools of `window_trials` trials, plus a micro-batch, Δ being the drop of the mean reward in "
-        "standard errors of a pool (with the default settings, threshold 5, delta 0.5, 200 trials). "
+        "standard errors of a pool (with the default settings, threshold 8, delta 0.5, 200 trials). "
         "Per seed, bound and measured (`-`: the creative served before the change did not get worse, "
         "nothing to detect): "
         + ", ".join(f"{'-' if r.bound is None else f'{r.bound:,}'}/{r.detected_after}" for r in runs)

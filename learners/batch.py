@@ -36,7 +36,7 @@ A :class:`Batch` also carries ``window_end`` (event time in epoch ms of the end 
 window), which learners with a half-life use to discount older evidence, and, for learners that
 read them (``USES_SAMPLES``: the segment agent), ``samples``: the feature vectors of a sample of
 the batch's impressions (``batches`` SQL: a share of them chosen by a hash of the impression id,
-so every replay samples the same ones).
+so every replay samples the same impressions; which batch carries one follows the batches' clock).
 
 >>> batch = Batch.from_events(
 ...     [

@@ -1,12 +1,15 @@
 """Reward drift per key: River's Page-Hinkley test on the key's mean reward, batch by batch.
 
 A key's micro-batches are pooled until they hold ``window_trials`` trials; each pool gives one
-observation, its mean reward per trial. River's ``drift.PageHinkley``, in mode ``down``, watches
-those observations: it fires when the mean reward falls by more than ``delta`` standard errors of
-a pool for long enough to gather ``threshold`` of them. The standard error comes from a
-``river.stats.Var`` of the rewards per trial, merged from the batches' sums of rewards and of
-their squares; the detector's ``delta`` and ``threshold`` follow it. Rises are not drift: a
-learner that finds better arms raises its reward.
+observation, its mean *initial* reward per trial (click, and the credit known when the click
+window closed). Delayed credit is left out: it comes for impressions served up to the lookback
+before, in batches without trials, so it would make a pool's mean depend on when conversions
+happen to arrive, and the batches carry no sum of its squares. River's ``drift.PageHinkley``, in
+mode ``down``, watches those observations: it fires when the mean reward falls by more than
+``delta`` standard errors of a pool for long enough to gather ``threshold`` of them. The
+standard error comes from a ``river.stats.Var`` of the initial rewards per trial, merged from the
+batches' sums of them and of their squares; the detector's ``delta`` and ``threshold`` follow it.
+Rises are not drift: a learner that finds better arms raises its reward.
 
 A key's first ``warmup_ms`` of event time are not watched: a click's reward row comes at the
 click, an unclicked impression's only when its click window closes, so a new key's first hour
@@ -27,7 +30,7 @@ the detector's sums and the pool.
 >>> any(guard.observe(batch(0.10)) for _ in range(50))
 False
 >>> [guard.observe(batch(0.02)) for _ in range(4)]
-[False, False, True, False]
+[False, False, False, True]
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class DriftSettings:
 
     window_trials: float = 200.0
     delta: float = 0.5
-    threshold: float = 5.0
+    threshold: float = 8.0  # standard errors: about one false alarm in 5,000 pools of a steady key
     discount: float = 0.1
     min_instances: int = 5
     warmup_ms: int = 3_600_000
@@ -133,7 +136,7 @@ class DriftGuard:
         pool = self._pool
         for row in batch.rows:
             pool[0] += row.trials
-            pool[1] += row.total_reward
+            pool[1] += row.reward_sum
             pool[2] += row.reward_sq_sum
         if pool[0] < self.settings.window_trials:
             return False

@@ -120,6 +120,7 @@ class PerSegment(Learner):
         # choices depend on the published version alone, as for any learner.
         for learner in (self.pooled, *self._segments.values()):
             learner._version = self._version
+            learner._invalidate()
             learner._reseed()
 
     def choose(self, context: Mapping[str, Any] | None, arms: Sequence[ArmID]) -> tuple[ArmID, float]:
@@ -128,9 +129,18 @@ class PerSegment(Learner):
             raise ValueError("PerSegment.choose: context lacks 'segment'")
         segment = str(context["segment"])
         learner = self._segments.get(segment)
-        if learner is None or self._trials.get(segment, 0.0) < self.min_trials:
+        if learner is None or self._evidence(segment, learner) < self.min_trials:
             learner = self.pooled
         return learner.choose(context, arms)
+
+    def _evidence(self, segment: str, learner: Learner) -> float:
+        """The trials a segment's bandit holds: as it discounted them (a half-life, a drift) when
+        it keeps trial counts, else as counted here."""
+        stats = getattr(learner, "_stats", None)
+        fields = learner._fields() if hasattr(learner, "_fields") else ()
+        if isinstance(stats, dict) and fields and fields[0] == "trials":
+            return float(sum(acc[0] for acc in stats.values()))
+        return self._trials.get(segment, 0.0)
 
     # -- params -------------------------------------------------------------------------------
 
@@ -156,10 +166,10 @@ class PerSegment(Learner):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         segments, trials = state["segments"], state["trials"]
-        if not isinstance(segments, Mapping) or len(segments) > self.max_segments:
-            raise ValueError(
-                f"PerSegment.from_params: 'segments' must map at most {self.max_segments} segments"
-            )
+        if not isinstance(segments, Mapping):
+            raise ValueError("PerSegment.from_params: 'segments' must map segments to their bandits")
+        # A lowered max_segments keeps the segments first seen, not nothing.
+        kept = list(segments.items())[: self.max_segments]
         self.pooled = self._rebuild(POOLED, state["pooled"])
-        self._segments = {str(s): self._rebuild(str(s), inner) for s, inner in segments.items()}
-        self._trials = {str(s): float(trials.get(s, 0.0)) for s in segments}
+        self._segments = {str(s): self._rebuild(str(s), inner) for s, inner in kept}
+        self._trials = {str(s): float(trials.get(s, 0.0)) for s, _ in kept}

@@ -115,7 +115,7 @@ class LearnerSpecs:
         None when it has none.
 
         >>> LearnerSpecs().drift("creative").threshold, LearnerSpecs().drift("bid")
-        (5.0, None)
+        (8.0, None)
         """
         spec = self.specs.get(agent) or {}
         return DriftSettings.from_mapping(spec["drift"]) if "drift" in spec else None

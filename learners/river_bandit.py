@@ -178,6 +178,11 @@ class RiverBandit(ArmBandit):
                 posterior.beta += max(n - s, 0.0)
             policy._counts[arm] += n
             policy._n += n
+        if self.policy == "UCB" and 0 < policy._n < 1:
+            # Discounted evidence (a half-life, a drift) can leave less than one trial in all:
+            # River's bound takes log(n), which must not turn negative. Event by event, River
+            # never gets there.
+            policy._n = 1.0
         if seed is None:
             self._river = policy
         return policy

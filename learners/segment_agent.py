@@ -57,6 +57,7 @@ __all__ = ["SegmentAgent", "segment_labels"]
 
 LLOYD_PASSES = 20  # refinement of each k-means++ start over the warm-up samples
 RESTARTS = 10  # k-means++ starts tried; the one with the tightest segments is kept
+MAX_WARMUP = 5_000
 
 
 def segment_labels(n_segments: int) -> list[str]:
@@ -70,6 +71,12 @@ def segment_labels(n_segments: int) -> list[str]:
 
 def _round(x: float) -> float:
     return float(f"{x:.9g}")
+
+
+def _squared_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``[i, k] = |x_i - c_k|²``, in memory of ``len(x) * len(c)`` (not times the dimension)."""
+    d2 = (x * x).sum(axis=1)[:, None] - 2.0 * x @ c.T + (c * c).sum(axis=1)[None, :]
+    return np.maximum(d2, 0.0)
 
 
 class SegmentAgent(Learner):
@@ -125,8 +132,9 @@ class SegmentAgent(Learner):
         if not (isinstance(halflife, int | float) and 0 < halflife <= 1):
             raise ValueError(f"{name}: halflife must be a number in (0, 1]; got {halflife!r}")
         warmup = 50 * n_segments if warmup is None else warmup
-        if not isinstance(warmup, int) or isinstance(warmup, bool) or not n_segments <= warmup <= 100_000:
-            raise ValueError(f"{name}: warmup must be an int in {n_segments}..100000; got {warmup!r}")
+        if not isinstance(warmup, int) or isinstance(warmup, bool) or not n_segments <= warmup <= MAX_WARMUP:
+            # The warm-up samples are kept in the params until the first centres: keep them small.
+            raise ValueError(f"{name}: warmup must be an int in {n_segments}..{MAX_WARMUP}; got {warmup!r}")
         if not (isinstance(sample_rate, int | float) and 0 < sample_rate <= 1):
             raise ValueError(f"{name}: sample_rate must be a number in (0, 1]; got {sample_rate!r}")
         if not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 1:
@@ -198,7 +206,7 @@ class SegmentAgent(Learner):
         best, best_cost = None, math.inf
         for _ in range(RESTARTS):
             c = self._lloyd(x, self._plus_plus(x, rng))
-            cost = float(np.min(((x[:, None, :] - c[None]) ** 2).sum(axis=2), axis=1).sum())
+            cost = float(_squared_distances(x, c).min(axis=1).sum())
             if cost < best_cost:
                 best, best_cost = c, cost
         assert best is not None
@@ -209,7 +217,7 @@ class SegmentAgent(Learner):
         from the nearest centre so far."""
         centres = [x[rng.randrange(len(x))]]
         for _ in range(1, self.n_segments):
-            d2 = np.min(((x[:, None, :] - np.asarray(centres)[None]) ** 2).sum(axis=2), axis=1)
+            d2 = _squared_distances(x, np.asarray(centres)).min(axis=1)
             cumulative = np.cumsum(d2)
             if cumulative[-1] <= 0:
                 centres.append(x[rng.randrange(len(x))])
@@ -221,7 +229,7 @@ class SegmentAgent(Learner):
     def _lloyd(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         c = c.copy()
         for _ in range(LLOYD_PASSES):
-            nearest = np.argmin(((x[:, None, :] - c[None]) ** 2).sum(axis=2), axis=1)
+            nearest = np.argmin(_squared_distances(x, c), axis=1)
             for k in range(self.n_segments):
                 members = x[nearest == k]
                 if len(members):

@@ -138,6 +138,8 @@ class LearnerOperator(KeyedProcessFunction):
         self._failures = metrics.counter("publish_failures")
         self._learner_errors = metrics.counter("learner_errors")
         self._drifts = metrics.counter("learner_drifts")
+        self._drift_resets = 0
+        metrics.gauge("learner_drift_resets", lambda: self._drift_resets)
         # Keys whose stored params were made under another config (learners.registry.reconcile).
         metrics.gauge("learner_config_changes", lambda: self._learners.config_changes)
         self._latency_ms = 0
@@ -233,7 +235,13 @@ class LearnerOperator(KeyedProcessFunction):
         if settings is None:
             return None
         stored = self._drift.value()
-        guard = DriftGuard.from_state(settings, json.loads(stored) if stored else None)
+        try:
+            guard = DriftGuard.from_state(settings, json.loads(stored) if stored else None)
+        except (ValueError, KeyError, TypeError, IndexError):
+            # A state this version cannot read (another format): watch the key afresh rather than
+            # fail every batch of it.
+            self._drift_resets += 1
+            guard = DriftGuard(settings)
         fired = guard.observe(batch)
         if fired:
             learner.discount(settings.discount)

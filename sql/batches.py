@@ -72,7 +72,9 @@ def batches_views(
     The rows of ``segmented_agents`` (a creative learner per segment) have the decision's logged
     segment as their ``state``. ``samples`` holds, for each agent of ``sample_rates`` (the segment
     agent), the feature vectors of the share ``rate`` of its initial rows, chosen by a hash of the
-    impression id (the same ones in every replay); NULL for the others.
+    impression id: every replay samples the same impressions, though which micro-batch carries a
+    sample, and in which order, follows the batches' clock (processing time: arrival); NULL for
+    the others.
     """
     if clock not in ("processing", "event"):
         raise ValueError(f"batches_views: clock must be 'processing' or 'event', got {clock!r}")

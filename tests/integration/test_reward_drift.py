@@ -61,7 +61,7 @@ def test_a_drop_in_reward_is_a_drift_record_and_a_discount(services, unique_pref
     drifts = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("drift"))]
     try:
         # One drift, for the campaign's creative agent, soon after the clicks stopped: the
-        # detector pools 200 trials and fires within ceil(5 / (Δ - 0.5)) + 1 pools, Δ = 0.3 /
+        # detector pools 200 trials and fires within ceil(8 / (Δ - 0.5)) + 1 pools, Δ = 0.3 /
         # sqrt(0.3 * 0.7 / 200) = 9.3 standard errors: 2 pools, 400 impressions (bench/drift.py).
         assert len(drifts) == 1, drifts
         drift = drifts[0]
