@@ -3,14 +3,18 @@ client turns it into a choice with its propensity. Three learners per run, one p
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from contract.serving import record_errors
 from jobs import feedback_job
 from scripts import kafka_tools
 from sim.config import SimConfig
 from sim.policies import UniformRandomPolicy, format_multiplier
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from state.codec import encode_record
 from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 from tests.integration.configs import job_config
@@ -72,6 +76,8 @@ def test_each_learner_learns_in_the_job_and_its_params_serve(services, unique_pr
     try:
         feedback_job.run(cfg, wait=True, flink_overrides={"restart-strategy.type": "none"})
         records = {(r.campaign_id, r.agent): r for r in store.load_all()}
+        for record in records.values():  # what other languages read: the serving protocol's schemas
+            assert record_errors(json.loads(encode_record(record))) == [], record
         campaigns = [c.campaign_id for c in sim.market.campaigns]
         for agent, spec in RUNS[run].items():
             for campaign in campaigns:
