@@ -47,10 +47,11 @@ def settled_rows(
     late: list[str],
     cfg: app_config.AppConfig,
     kinds: tuple[str, ...] = ("initial", "delayed"),
+    settled_ms: int = SETTLED_MS,
 ) -> tuple[list[dict], list[dict]]:
     """The reference attribution's reward rows of ``kinds`` and the job's (``rows``), both cut to
-    those whose reward_ts is ``SETTLED_MS`` behind the newest event: (expected, actual)."""
-    cutoff = max(r.ts for r in records) - SETTLED_MS
+    those whose reward_ts is ``settled_ms`` behind the newest event: (expected, actual)."""
+    cutoff = max(r.ts for r in records) - settled_ms
 
     def settled(row: dict) -> bool:
         return row["kind"] in kinds and row["reward_ts"] < cutoff
