@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 
 from jobs import feedback_job
+from learners.drift import DriftGuard
 from learners.registry import KeyedLearners, LearnerSpecs, batch_from_aggregate
 from scripts import kafka_tools
 from sim.config import SimConfig
@@ -33,14 +34,22 @@ def _close(a, b, path="params"):
 
 def replay_batches(bootstrap: str, cfg) -> dict:
     """The params of each key after the micro-batches of its batches topic, replayed key by key in
-    their order through fresh learners: what the job's learners must have reached."""
+    their order through fresh learners, with the drift detection the job's operator runs (the
+    same batches, so the same drifts): what the job's learners must have reached."""
     batches = [json.loads(v) for v in kafka_tools.read_all(bootstrap, cfg.kafka.topic("batches"))]
-    learners = KeyedLearners(LearnerSpecs(cfg.learners.specs))
+    specs = LearnerSpecs(cfg.learners.specs)
+    learners = KeyedLearners(specs)
+    guards: dict = {}
     replayed = {}
     for row in batches:
-        learner = learners.learner(row["campaign_id"], row["agent"], None)
-        learner.update(batch_from_aggregate(row))
-        replayed[(row["campaign_id"], row["agent"])] = learner.to_params()
+        key = (row["campaign_id"], row["agent"])
+        learner = learners.learner(*key, None)
+        batch = batch_from_aggregate(row)
+        learner.update(batch)
+        settings = specs.drift(row["agent"])
+        if settings is not None and guards.setdefault(key, DriftGuard(settings)).observe(batch):
+            learner.discount(settings.discount)
+        replayed[key] = learner.to_params()
     return replayed
 
 
