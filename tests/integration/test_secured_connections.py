@@ -292,7 +292,9 @@ def test_a_simulated_day_through_sasl_ssl_and_mtls_with_only_the_documented_acls
     try:
         assert client.start(wait_s=10)
         assert client.wait_for_version(record.campaign_id, "creative", record.version, timeout_s=10)
-        choice = client.choose(record.campaign_id, "creative", None, list(record.params["arms"]))
+        # The creative agent's bandit per segment: the segment the simulator logged, its creatives.
+        arms = list(record.params["pooled"]["arms"])
+        choice = client.choose(record.campaign_id, "creative", {"segment": "seg0"}, arms)
         assert choice.source == "policy" and 0 < choice.propensity <= 1
     finally:
         client.stop()
