@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from learners.base import Learner, compact
+from learners.base import Learner, compact, round9
 from learners.batch import ArmID, ArmStats, Batch
 
 __all__ = ["ArmBandit"]
-
-
-def _round(x: float) -> float:
-    """Nine significant digits: discounted evidence keeps far more precision than its noise needs,
-    and its JSON stays short (``12.3456789`` instead of ``12.345678901234567``)."""
-    return float(f"{x:.9g}")
 
 
 class ArmBandit(Learner):
@@ -45,12 +39,12 @@ class ArmBandit(Learner):
             if acc is None:
                 acc = self._stats[row.arm] = [0.0] * len(self._fields())
             for i, v in enumerate(values):
-                acc[i] = acc[i] + v if weight == 1.0 else _round(acc[i] + weight * v)
+                acc[i] = acc[i] + v if weight == 1.0 else round9(acc[i] + weight * v)
 
     def _scale(self, factor: float) -> None:
         for acc in self._stats.values():
             for i in range(len(acc)):
-                acc[i] = _round(acc[i] * factor)
+                acc[i] = round9(acc[i] * factor)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -73,6 +67,13 @@ class ArmBandit(Learner):
                     f"{list(self._fields())}; got {acc!r}"
                 )
             self._stats[arm] = [float(v) for v in acc]
+
+    def trials(self) -> float | None:
+        """Trials held over all arms, as discounted; None for a bandit that keeps no trial counts
+        (its first field is not ``trials``: Exp3)."""
+        if self._fields()[:1] != ("trials",):
+            return None
+        return float(sum(acc[0] for acc in self._stats.values()))
 
     def stats(self, arm: ArmID) -> dict[str, float]:
         """Accumulated statistics of one arm (zeros for an unseen arm)."""

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Self
 
 from learners.batch import ArmID, Batch
 
-__all__ = ["Learner", "compact", "check_arms"]
+__all__ = ["Learner", "compact", "check_arms", "round9"]
 
 Params = dict[str, Any]
 
@@ -40,6 +40,16 @@ def compact(x: float) -> float | int:
     (3, 0.25)
     """
     return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
+
+
+def round9(x: float) -> float:
+    """Nine significant digits: discounted evidence keeps far more precision than its noise needs,
+    and its JSON stays short (``12.3456789`` instead of ``12.345678901234567``).
+
+    >>> round9(1 / 3)
+    0.333333333
+    """
+    return float(f"{x:.9g}")
 
 
 def check_arms(arms: Sequence[ArmID], where: str) -> None:

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from learners._arm_bandit import ArmBandit
 from learners.base import Learner, check_arms
 from learners.batch import ArmID, Batch
 
@@ -68,7 +69,7 @@ class PerSegment(Learner):
         if not isinstance(base, Mapping) or base.get("learner") not in LEARNERS:
             raise ValueError(f"{name}: base must be a learner spec {{'learner': <name>, ...}}; got {base!r}")
         cls = LEARNERS[base["learner"]]
-        if cls.USES_CONTEXT or cls.USES_SEGMENT or cls.USES_SAMPLES or cls.CAMPAIGN_ARGS or cls.CONTEXT_KEYS:
+        if not issubclass(cls, ArmBandit):
             raise ValueError(f"{name}: base must be a non-contextual bandit; got {base['learner']!r}")
         if not (isinstance(min_trials, int | float) and min_trials >= 0):
             raise ValueError(f"{name}: min_trials must be a number >= 0; got {min_trials!r}")
@@ -85,13 +86,13 @@ class PerSegment(Learner):
         self._cls = cls
         self._args = {k: v for k, v in base.items() if k != "learner"}
         self.pooled = self._build(POOLED)
-        self._segments: dict[str, Learner] = {}
+        self._segments: dict[str, ArmBandit] = {}
         self._trials: dict[str, float] = {}
 
-    def _build(self, segment: str) -> Learner:
+    def _build(self, segment: str) -> ArmBandit:
         return self._cls(**self._args, seed=zlib.crc32(f"{self._seed}|{segment}".encode()))
 
-    def segment_learner(self, segment: str) -> Learner | None:
+    def segment_learner(self, segment: str) -> ArmBandit | None:
         """The bandit of one segment, if it has one."""
         return self._segments.get(segment)
 
@@ -133,14 +134,11 @@ class PerSegment(Learner):
             learner = self.pooled
         return learner.choose(context, arms)
 
-    def _evidence(self, segment: str, learner: Learner) -> float:
+    def _evidence(self, segment: str, learner: ArmBandit) -> float:
         """The trials a segment's bandit holds: as it discounted them (a half-life, a drift) when
-        it keeps trial counts, else as counted here."""
-        stats = getattr(learner, "_stats", None)
-        fields = learner._fields() if hasattr(learner, "_fields") else ()
-        if isinstance(stats, dict) and fields and fields[0] == "trials":
-            return float(sum(acc[0] for acc in stats.values()))
-        return self._trials.get(segment, 0.0)
+        it keeps trial counts, else as counted here (Exp3)."""
+        trials = learner.trials()
+        return self._trials.get(segment, 0.0) if trials is None else trials
 
     # -- params -------------------------------------------------------------------------------
 
@@ -159,7 +157,7 @@ class PerSegment(Learner):
             "trials": {s: self._trials[s] for s in self._segments},
         }
 
-    def _rebuild(self, segment: str, inner: Mapping[str, Any]) -> Learner:
+    def _rebuild(self, segment: str, inner: Mapping[str, Any]) -> ArmBandit:
         template = self._build(segment)
         header = {k: v for k, v in template.to_params().items() if k in ("learner", "v", "config")}
         return self._cls.from_params({**header, **inner, "version": self._version}, seed=template.seed)

@@ -103,12 +103,11 @@ class LearnerSpecs:
         >>> LearnerSpecs().sample_rates()
         {'segment': 0.1}
         """
-        out = {}
-        for agent, spec in sorted(self.specs.items()):
-            cls = LEARNERS[spec["learner"]]
-            if cls.USES_SAMPLES:
-                out[agent] = float(spec.get("sample_rate", _default(cls, "sample_rate")))
-        return out
+        return {
+            agent: float(self.build("c", agent).sample_rate)  # type: ignore[attr-defined]
+            for agent, spec in sorted(self.specs.items())
+            if LEARNERS[spec["learner"]].USES_SAMPLES
+        }
 
     def drift(self, agent: str) -> DriftSettings | None:
         """The agent's reward-drift detection (``learners.<agent>.drift``; ``learners.drift``), or
@@ -139,12 +138,6 @@ class LearnerSpecs:
         spec.update({name: per_campaign[name] for name in cls.CAMPAIGN_ARGS})
         seed = zlib.crc32(f"{campaign_id}|{agent}".encode())
         return cls(**spec, seed=seed)
-
-
-def _default(cls: type, name: str) -> Any:
-    import inspect
-
-    return inspect.signature(cls).parameters[name].default
 
 
 def batch_from_aggregate(row: Mapping[str, Any]) -> Batch:

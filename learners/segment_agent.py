@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import numpy as np
 from river import cluster, stats
 
-from learners.base import Learner, check_arms, compact
+from learners.base import Learner, check_arms, compact, round9
 from learners.batch import ArmID, Batch
 
 __all__ = ["SegmentAgent", "segment_labels"]
@@ -67,10 +67,6 @@ def segment_labels(n_segments: int) -> list[str]:
     ['k0', 'k1', 'k2']
     """
     return [f"k{i}" for i in range(n_segments)]
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.9g}")
 
 
 def _squared_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -157,26 +153,25 @@ class SegmentAgent(Learner):
 
     # -- learning -----------------------------------------------------------------------------
 
-    def _vector(self, raw: Sequence[float]) -> list[float] | None:
-        """The selected features of one sample, or None when it cannot be used (too short, not
-        finite, or of another length than the samples before it)."""
+    def _select(self, raw: Sequence[float]) -> list[float] | None:
+        """The selected features of a vector, or None when it cannot be used (too short, not
+        finite, or of another length than the samples learned from)."""
         if self.features is None:
-            vector = list(raw)
+            vector = [float(v) for v in raw]
         elif max(self.features) < len(raw):
-            vector = [raw[i] for i in self.features]
+            vector = [float(raw[i]) for i in self.features]
         else:
             return None
         if not vector or not all(math.isfinite(v) for v in vector):
             return None
-        if self._dim is None:
-            self._dim = len(vector)
-        return vector if len(vector) == self._dim else None
+        return vector if self._dim is None or len(vector) == self._dim else None
 
     def _learn(self, batch: Batch, weight: float) -> None:
         for raw in batch.samples[: self.max_samples]:
-            vector = self._vector(raw)
+            vector = self._select(raw)
             if vector is None:
                 continue
+            self._dim = len(vector)
             self._samples += 1
             if self._kmeans is None:
                 self._warm.append(vector)
@@ -196,7 +191,7 @@ class SegmentAgent(Learner):
                 # Credit without impressions: value added to the impressions already counted.
                 mean._mean += weight * row.delayed_sum / mean.n
             if weight != 1.0:
-                mean.n, mean._mean = _round(mean.n), _round(mean._mean)
+                mean.n, mean._mean = round9(mean.n), round9(mean._mean)
 
     def _start(self, samples: list[list[float]]) -> None:
         """The first centres: the best of ``RESTARTS`` k-means++ starts over the warm-up samples,
@@ -210,7 +205,7 @@ class SegmentAgent(Learner):
             if cost < best_cost:
                 best, best_cost = c, cost
         assert best is not None
-        self._set_centres([[_round(v) for v in row] for row in best.tolist()])
+        self._set_centres([[round9(v) for v in row] for row in best.tolist()])
 
     def _plus_plus(self, x: np.ndarray, rng: random.Random) -> np.ndarray:
         """k-means++: each next centre drawn with probability proportional to its squared distance
@@ -245,7 +240,7 @@ class SegmentAgent(Learner):
 
     def _scale(self, factor: float) -> None:
         for mean in self._values.values():
-            mean.n = _round(mean.n * factor)
+            mean.n = round9(mean.n * factor)
 
     def _invalidate(self) -> None:
         self._centroids = None
@@ -257,7 +252,7 @@ class SegmentAgent(Learner):
         if self._kmeans is None:
             return None
         return [
-            [_round(self._kmeans.centers[k][j]) for j in range(self._dim or 0)]
+            [round9(self._kmeans.centers[k][j]) for j in range(self._dim or 0)]
             for k in range(self.n_segments)
         ]
 
@@ -280,19 +275,12 @@ class SegmentAgent(Learner):
         vector does not fit)."""
         if self._kmeans is None:
             return None
+        vector = self._select(features)
+        if vector is None:
+            return None
         if self._centroids is None:
             self._centroids = np.asarray(self.centroids(), dtype=float)
-        if self.features is None:
-            vector = list(features)
-        elif max(self.features) < len(features):
-            vector = [features[i] for i in self.features]
-        else:
-            return None
-        if len(vector) != self._centroids.shape[1]:
-            return None
-        x = np.asarray(vector, dtype=float)
-        if not np.all(np.isfinite(x)):
-            return None
+        x = np.asarray(vector)
         return self.labels[int(np.argmin(((self._centroids - x) ** 2).sum(axis=1)))]
 
     def choose(self, context: Mapping[str, Any] | None, arms: Sequence[ArmID]) -> tuple[ArmID, float]:
