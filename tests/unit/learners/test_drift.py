@@ -83,3 +83,15 @@ def test_per_segment_keeps_its_first_segments_when_max_segments_is_lowered() -> 
     smaller = PerSegment.from_params({**params, "config": {**params["config"], "max_segments": 2}}, seed=1)
     assert list(smaller.to_params()["segments"]) == ["k0", "k1"]
     assert smaller.pooled.to_params()["stats"] == learner.pooled.to_params()["stats"]
+
+
+def test_made_up_segment_labels_cannot_grow_the_params_without_bound() -> None:
+    """A serving node that logs a new label with every impression: the bandit per segment keeps its
+    first max_segments and feeds the rest to the pooled bandit only."""
+    learner = PerSegment({"learner": "ThompsonSampling"}, max_segments=8, seed=1)
+    for i in range(50):
+        rows = [{"arm": "x", "state": f"made-up-{i}-{j}", "trials": 1, "reward_sum": 1} for j in range(100)]
+        learner.update(Batch.from_rows(rows, window_end=i))
+    params = learner.to_params()
+    assert len(params["segments"]) == 8 and len(json.dumps(params)) < 2_000
+    assert learner.pooled.trials() == 5_000
