@@ -137,6 +137,9 @@ class RedisConfig:
     tls_check_hostname: bool = True  # the server certificate must name the host in the URL
     # Bound on each Redis call (connect, read): a silent server holds a learner's timer no longer.
     timeout_ms: int = 1_000
+    # Versions of each (campaign, agent) kept with their params in Redis for reading back and
+    # rolling back (the policy-updates topic keeps every one, for its retention).
+    history_len: int = 1_000
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
@@ -149,6 +152,12 @@ class RedisConfig:
         secrets.check_not_plain("redis.password", self.password)
         if not isinstance(self.timeout_ms, int) or isinstance(self.timeout_ms, bool) or self.timeout_ms < 10:
             _bad("redis.timeout_ms", "an integer >= 10 (milliseconds)", self.timeout_ms)
+        if (
+            not isinstance(self.history_len, int)
+            or isinstance(self.history_len, bool)
+            or self.history_len < 1
+        ):
+            _bad("redis.history_len", "an integer >= 1 (versions per key)", self.history_len)
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             _bad(
                 "redis.tls_cert_file / redis.tls_key_file",
@@ -163,7 +172,11 @@ class RedisConfig:
     def store_options(self, env: Mapping[str, str] | None = None, *, resolve: bool = True) -> dict[str, Any]:
         """Keyword arguments of :class:`state.policy_store.RedisPolicyStore`, the password resolved
         (or left a reference with ``resolve=False``, for an operator to resolve where it runs)."""
-        options: dict[str, Any] = {"key_prefix": self.key_prefix, "socket_timeout_s": self.timeout_ms / 1000}
+        options: dict[str, Any] = {
+            "key_prefix": self.key_prefix,
+            "socket_timeout_s": self.timeout_ms / 1000,
+            "history_len": self.history_len,
+        }
         if self.username:
             options["username"] = self.username
         if self.password:

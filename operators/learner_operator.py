@@ -57,10 +57,21 @@ DRIFTS = OutputTag(
     ),
 )
 
-# (campaign_id, agent, version, published: bool, pending_updates)
+# One row per publish (sql.schema.POLICY_UPDATE_COLUMNS): the key, the version, whether Redis
+# took it, pending updates, the outcome (state.pending.Outcome), when, and the params: the
+# policy-updates topic keeps every version for its retention, beyond Redis' capped history.
 OUTPUT_TYPE = Types.ROW_NAMED(
-    ["campaign_id", "agent", "version", "published", "pending"],
-    [Types.STRING(), Types.STRING(), Types.LONG(), Types.BOOLEAN(), Types.LONG()],
+    ["campaign_id", "agent", "version", "published", "pending", "outcome", "updated_at", "params"],
+    [
+        Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.BOOLEAN(),
+        Types.LONG(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.STRING(),
+    ],
 )
 
 
@@ -136,6 +147,9 @@ class LearnerOperator(KeyedProcessFunction):
         self._applied = {a: metrics.counter(f"rewards_applied_{a}") for a in AGENTS}
         self._published = metrics.counter("policies_published")
         self._failures = metrics.counter("publish_failures")
+        # Publishes refused because an operator pinned the key, and rollbacks the learners adopted.
+        self._pinned = metrics.counter("publishes_pinned")
+        self._adopted = metrics.counter("rollbacks_adopted")
         self._learner_errors = metrics.counter("learner_errors")
         self._drifts = metrics.counter("learner_drifts")
         self._drift_resets = 0
@@ -332,10 +346,47 @@ class LearnerOperator(KeyedProcessFunction):
                     campaign_id, agent, params, updated_at_ms=record.updated_at_ms
                 )
                 outcome = self._publisher.publish(record)
+        if outcome is Outcome.ADOPT:
+            record = self._adopt(campaign_id, agent) or record
         self._latency_ms = int((time.perf_counter() - started) * 1000)
         if outcome is Outcome.WRITTEN:
             self._published.inc()
         elif outcome is Outcome.PENDING:
             self._failures.inc()
+        elif outcome is Outcome.PINNED:
+            self._pinned.inc()
         # STALE: Redis already has this version or a newer one (a replay after a restart).
-        return Row(campaign_id, agent, record.version, outcome is Outcome.WRITTEN, 0)
+        return Row(
+            campaign_id,
+            agent,
+            record.version,
+            outcome is Outcome.WRITTEN,
+            0,
+            outcome.value,
+            record.updated_at_ms,
+            json.dumps(record.params, separators=(",", ":")),
+        )
+
+    def _adopt(self, campaign_id: str, agent: str):
+        """An operator rolled the key back: its params become the version the rollback wrote (the
+        learner goes on learning from them), and the hold is lifted. Returns that record, or None
+        when Redis cannot tell now (the hold stays and the key's next publish tries again)."""
+        from state.policy_control import find_version
+        from state.policy_store import PolicyStoreError
+
+        store = self._publisher.store
+        try:
+            version = store.holds(campaign_id, agent).get("adopt")
+            if version is None:
+                return None
+            record = find_version(store, campaign_id, agent, version)
+            if record is not None:
+                self._params.update(json.dumps(record.params, separators=(",", ":")))
+                self._learners.forget(campaign_id, agent)
+                self._adopted.inc()
+            # A version gone from the history cannot be adopted: lift the hold anyway, or the key
+            # would never publish again.
+            store.release(campaign_id, agent, "adopt", version)
+            return record
+        except (PolicyStoreError, ValueError):
+            return None

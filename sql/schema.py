@@ -43,8 +43,10 @@ BATCH_COLUMNS = f"""window_end STRING, event_time BIGINT, campaign_id STRING, ag
 DRIFT_COLUMNS = """campaign_id STRING, agent STRING, version BIGINT, event_time BIGINT, drifts BIGINT,
   detected_at_ms BIGINT"""
 
-# One row per publish of the learners (operators/learner_operator.py, OUTPUT_TYPE).
-POLICY_UPDATE_COLUMNS = "campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN, pending BIGINT"
+# One row per publish of the learners (operators/learner_operator.py, OUTPUT_TYPE): whether Redis
+# took it, the outcome (written, stale, pending, pinned, adopt), when (epoch ms), and the params.
+POLICY_UPDATE_COLUMNS = """campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN,
+  pending BIGINT, outcome STRING, updated_at BIGINT, params STRING"""
 
 # An impression's decisions, one typed ROW each (ADLOOP_PARSE), from the contract schema.
 DECISIONS_TYPE = f"ARRAY<ROW<{events.item_columns(events.IMPRESSIONS, 'decisions')}>>"

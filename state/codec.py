@@ -48,7 +48,9 @@ class PolicyRecord:
 
     ``params`` is the learner's ``to_params()`` dict; ``version`` is the policy version (writes are
     accepted only when it is higher than the stored one); ``updated_at_ms`` is the wall-clock time
-    of publishing, which serving nodes use to decide staleness.
+    of publishing, which serving nodes use to decide staleness. A record an operator wrote again
+    under a new version (a rollback, a pin) names the version whose params it carries
+    (``republished_from``) and, for a rollback, the version it replaced (``rolled_back_from``).
 
     >>> rec = PolicyRecord("c01", "creative", 3, "UCB", 1, {"learner": "UCB"}, 1700000000000)
     >>> decode_record(encode_record(rec)) == rec
@@ -62,6 +64,8 @@ class PolicyRecord:
     schema_version: int
     params: dict[str, Any]
     updated_at_ms: int
+    republished_from: int | None = None
+    rolled_back_from: int | None = None
 
     def __post_init__(self) -> None:
         where = "PolicyRecord"
@@ -73,6 +77,9 @@ class PolicyRecord:
         _check_int(self.updated_at_ms, "updated_at_ms", where)
         if not isinstance(self.params, dict):
             raise ValueError(f"{where}: params must be a dict; got {type(self.params).__name__}")
+        for name in ("republished_from", "rolled_back_from"):
+            if getattr(self, name) is not None:
+                _check_int(getattr(self, name), name, where)
 
     @property
     def key(self) -> PolicyKey:
@@ -110,6 +117,9 @@ def encode_record(record: PolicyRecord) -> str:
         "updated_at": record.updated_at_ms,
         "params": record.params,
     }
+    for name in ("republished_from", "rolled_back_from"):
+        if getattr(record, name) is not None:
+            doc[name] = getattr(record, name)
     try:
         return json.dumps(doc, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -142,6 +152,8 @@ def decode_record(text: str | bytes) -> PolicyRecord:
         schema_version=schema,
         params=doc["params"],
         updated_at_ms=doc["updated_at"],
+        republished_from=doc.get("republished_from"),
+        rolled_back_from=doc.get("rolled_back_from"),
     )
 
 

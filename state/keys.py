@@ -32,13 +32,20 @@ class KeyLayout:
     """Keys under ``prefix``.
 
     - ``<prefix>:policy:<campaign>:<agent>``: a hash with ``version`` and ``record`` (codec JSON);
-    - ``<prefix>:policy-updates``: the stream of notifications, and the pub/sub channel of the same name.
+    - ``<prefix>:policy-updates``: the stream of notifications, and the pub/sub channel of the same name;
+    - ``<prefix>:history:<campaign>:<agent>``: a capped stream of every record written (version,
+      updated_at, record), newest last: the versions an operator can read back and return to;
+    - ``<prefix>:control:<campaign>:<agent>``: a hash of an operator's holds on the key: ``pinned``
+      (the learners' writes are refused) and ``adopt`` (the learners must first take over the
+      params of that version, written by a rollback).
 
     For Redis Cluster, put a hash tag in the prefix (``"{adloop}"``) so the script's keys share a slot.
 
     >>> keys = KeyLayout("adloop")
     >>> keys.policy("c01", "bid"), keys.stream, keys.channel
     ('adloop:policy:c01:bid', 'adloop:policy-updates', 'adloop:policy-updates')
+    >>> keys.history("c01", "bid"), keys.control("c01", "bid")
+    ('adloop:history:c01:bid', 'adloop:control:c01:bid')
     >>> keys.scan_pattern("c*1")
     'adloop:policy:c\\\\*1:*'
     """
@@ -52,6 +59,14 @@ class KeyLayout:
     def policy(self, campaign_id: str, agent: str) -> str:
         """The hash holding the policy of (campaign, agent)."""
         return f"{self.prefix}:policy:{campaign_id}:{agent}"
+
+    def history(self, campaign_id: str, agent: str) -> str:
+        """The capped stream of every record written for (campaign, agent)."""
+        return f"{self.prefix}:history:{campaign_id}:{agent}"
+
+    def control(self, campaign_id: str, agent: str) -> str:
+        """The hash of an operator's holds on (campaign, agent): ``pinned``, ``adopt``."""
+        return f"{self.prefix}:control:{campaign_id}:{agent}"
 
     @property
     def stream(self) -> str:
@@ -67,3 +82,7 @@ class KeyLayout:
         """SCAN MATCH pattern for all policies, or those of one campaign (a superset: filter records)."""
         head = f"{_glob_escape(self.prefix)}:policy:"
         return head + "*" if campaign_id is None else f"{head}{_glob_escape(campaign_id)}:*"
+
+    def owned_patterns(self) -> list[str]:
+        """SCAN MATCH patterns of every per-key entry under the prefix: policies, histories, holds."""
+        return [f"{_glob_escape(self.prefix)}:{kind}:*" for kind in ("policy", "history", "control")]

@@ -27,6 +27,8 @@ class Outcome(enum.Enum):
     WRITTEN = "written"  # stored and notified
     STALE = "stale"  # Redis already had an equal or higher version
     PENDING = "pending"  # Redis unavailable: held until a later flush
+    PINNED = "pinned"  # an operator pinned the key: its learners' writes are refused
+    ADOPT = "adopt"  # an operator rolled the key back: its learners must take over that version
 
 
 class PendingPublisher:
@@ -101,7 +103,7 @@ class PendingPublisher:
         outcomes: dict[PolicyKey, Outcome] = {}
         for key in list(self._pending):
             try:
-                ok = self.store.publish(self._pending[key])
+                write = self.store.write(self._pending[key])
             except (PolicyStoreUnavailable, PolicyStoreAuthError) as exc:
                 # A permission taken away at run time (NOPERM) is held and retried like an outage:
                 # the job keeps running and its newest policies wait in memory and in Flink state.
@@ -112,7 +114,7 @@ class PendingPublisher:
                 self._retry_at = self._clock() + self.retry_interval_s
                 return outcomes
             del self._pending[key]
-            outcomes[key] = Outcome.WRITTEN if ok else Outcome.STALE
+            outcomes[key] = Outcome(write.status)
         if self.last_error is not None:
             log.info("PendingPublisher: Redis is back; held policies written")
         self.last_error = None

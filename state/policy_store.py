@@ -7,6 +7,7 @@ a policy backwards. See ARCHITECTURE.md, "Policy publishing protocol (Redis)".
 
 from __future__ import annotations
 
+import enum
 import logging
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,23 +28,57 @@ __all__ = [
     "PolicyStoreUnavailable",
     "RedisPolicyStore",
     "UpdateBatch",
+    "Write",
+    "WriteMode",
 ]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] policy hash, KEYS[2] stream.
-# ARGV: version, record JSON, stream maxlen, campaign, agent, updated_at, channel, pub/sub payload.
+# KEYS[1] policy hash, KEYS[2] stream, KEYS[3] the key's history stream, KEYS[4] its control hash.
+# ARGV: version, record JSON, stream maxlen, campaign, agent, updated_at, channel, pub/sub payload,
+# history maxlen, mode.
+# Mode 'learner' (the job) is refused while an operator holds the key: {3, version} while the
+# learners must adopt a rolled-back version, {2, version} while a version is pinned. Modes
+# 'rollback' and 'pin' (an operator) write past those holds and set theirs.
 # Returns {1, stream id} when written, {0, stored version} when the stored version is not lower.
 PUBLISH_LUA = """
+local mode = ARGV[10]
+if mode == 'learner' then
+  local adopt = redis.call('HGET', KEYS[4], 'adopt')
+  if adopt then
+    return {3, adopt}
+  end
+  local pinned = redis.call('HGET', KEYS[4], 'pinned')
+  if pinned then
+    return {2, pinned}
+  end
+end
 local stored = redis.call('HGET', KEYS[1], 'version')
 if stored and tonumber(stored) >= tonumber(ARGV[1]) then
   return {0, stored}
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'record', ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*',
+  'version', ARGV[1], 'updated_at', ARGV[6], 'record', ARGV[2])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
   'campaign', ARGV[4], 'agent', ARGV[5], 'version', ARGV[1], 'updated_at', ARGV[6])
 redis.call('PUBLISH', ARGV[7], ARGV[8])
+if mode == 'rollback' then
+  redis.call('HSET', KEYS[4], 'adopt', ARGV[1])
+elseif mode == 'pin' then
+  redis.call('HSET', KEYS[4], 'pinned', ARGV[1])
+end
 return {1, id}
+"""
+
+# KEYS[1] a control hash; ARGV: field, version. Deletes the field if it still holds that version
+# (an adoption acknowledged, a pin lifted) and returns 1, else 0.
+RELEASE_LUA = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
 """
 
 
@@ -52,6 +87,31 @@ return {1, id}
 ACCESS_CHECK_LUA = """
 return redis.call('HGET', KEYS[1], 'version')
 """
+
+
+class WriteMode(enum.Enum):
+    """Who writes: the job's learners (refused while an operator holds the key), or an operator
+    rolling a key back (the learners must adopt the version) or pinning it (they are refused)."""
+
+    LEARNER = "learner"
+    ROLLBACK = "rollback"
+    PIN = "pin"
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """What a write did: ``status`` is ``written``, ``stale`` (the stored version is not lower),
+    ``pinned`` or ``adopt`` (an operator holds the key, at version ``held``)."""
+
+    status: str
+    held: int = 0
+
+    @property
+    def written(self) -> bool:
+        return self.status == "written"
+
+
+_WRITE_STATUS = {0: "stale", 1: "written", 2: "pinned", 3: "adopt"}
 
 
 class PolicyStoreError(Exception):
@@ -108,6 +168,8 @@ class RedisPolicyStore:
         Connect and read timeout: an unreachable Redis fails a call within it instead of hanging.
     stream_maxlen
         Approximate length the notification stream is trimmed to.
+    history_len
+        Approximate number of versions each key's history stream keeps, with their params.
     """
 
     def __init__(
@@ -124,6 +186,7 @@ class RedisPolicyStore:
         tls_check_hostname: bool = True,
         socket_timeout_s: float = 1.0,
         stream_maxlen: int = 100_000,
+        history_len: int = 1_000,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
@@ -133,6 +196,8 @@ class RedisPolicyStore:
             raise ValueError(f"RedisPolicyStore: socket_timeout_s must be > 0; got {socket_timeout_s!r}")
         if not (isinstance(stream_maxlen, int) and stream_maxlen >= 1):
             raise ValueError(f"RedisPolicyStore: stream_maxlen must be an int >= 1; got {stream_maxlen!r}")
+        if not (isinstance(history_len, int) and history_len >= 1):
+            raise ValueError(f"RedisPolicyStore: history_len must be an int >= 1; got {history_len!r}")
         scheme = urlsplit(url).scheme
         if tls and scheme == "unix":
             raise ValueError("RedisPolicyStore: tls=True needs a redis:// or rediss:// url; got unix://")
@@ -161,9 +226,11 @@ class RedisPolicyStore:
         self.where = _where(url)
         self.socket_timeout_s = socket_timeout_s
         self.stream_maxlen = stream_maxlen
+        self.history_len = history_len
         self.redis: redis.Redis = redis.Redis.from_url(url, **options)
         # Registered once; each call is an EVALSHA, re-loaded on NOSCRIPT (a restarted Redis).
         self._publish_script = self.redis.register_script(PUBLISH_LUA)
+        self._release_script = self.redis.register_script(RELEASE_LUA)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -171,29 +238,72 @@ class RedisPolicyStore:
         """Write ``record`` if its version is higher than the stored one; notify in the same step.
 
         Returns ``True`` if written (one stream entry and one pub/sub message were emitted),
-        ``False`` if ignored because the stored version is equal or higher.
+        ``False`` if ignored because the stored version is equal or higher, or because an operator
+        holds the key (:meth:`write` tells which).
         Raises :class:`PolicyStoreUnavailable` when Redis cannot be reached within the timeout.
         """
+        return self.write(record).written
+
+    def write(self, record: PolicyRecord, mode: WriteMode = WriteMode.LEARNER) -> Write:
+        """Write ``record`` as :meth:`publish` does, as ``mode``; it also joins the key's history."""
         if not isinstance(record, PolicyRecord):
             raise ValueError(
                 f"RedisPolicyStore.publish: expected a PolicyRecord; got {type(record).__name__}"
             )
         note = Notification.of(record)
+        campaign_id, agent = record.key
         args: list[str | int] = [
             record.version,
             encode_record(record),
             self.stream_maxlen,
-            record.campaign_id,
-            record.agent,
+            campaign_id,
+            agent,
             record.updated_at_ms,
             self.keys.channel,
             note.to_json(),
+            self.history_len,
+            mode.value,
+        ]
+        keys = [
+            self.keys.policy(campaign_id, agent),
+            self.keys.stream,
+            self.keys.history(campaign_id, agent),
+            self.keys.control(campaign_id, agent),
         ]
         with self._errors("publish"):
-            written, _ = self._publish_script(
-                keys=[self.keys.policy(record.campaign_id, record.agent), self.keys.stream], args=args
+            code, detail = self._publish_script(keys=keys, args=args)
+        status = _WRITE_STATUS[int(code)]
+        return Write(status, 0 if status == "written" else int(detail))
+
+    def holds(self, campaign_id: str, agent: str) -> dict[str, int]:
+        """An operator's holds on (campaign, agent): ``pinned`` and ``adopt`` versions, when set."""
+        with self._errors("holds"):
+            raw: Any = self.redis.hgetall(self.keys.control(campaign_id, agent))
+        return {_id(k): int(v) for k, v in raw.items() if _id(k) in ("pinned", "adopt")}
+
+    def release(self, campaign_id: str, agent: str, hold: str, version: int) -> bool:
+        """Lift the hold ``hold`` (``adopt``: the learners took over the version; ``pinned``: the
+        pin) if it still names ``version``; returns whether it did."""
+        if hold not in ("adopt", "pinned"):
+            raise ValueError(f"RedisPolicyStore.release: hold must be 'adopt' or 'pinned'; got {hold!r}")
+        with self._errors("release"):
+            done: Any = self._release_script(
+                keys=[self.keys.control(campaign_id, agent)], args=[hold, str(version)]
             )
-        return bool(written)
+        return bool(done)
+
+    def history(self, campaign_id: str, agent: str, *, count: int | None = None) -> list[PolicyRecord]:
+        """The versions of (campaign, agent) kept in Redis, newest first (``count`` at most);
+        an entry that does not decode is logged and left out."""
+        with self._errors("history"):
+            raw: Any = self.redis.xrevrange(self.keys.history(campaign_id, agent), count=count)
+        out = []
+        for entry_id, fields in raw:
+            try:
+                out.append(decode_record(fields.get(b"record", fields.get("record", b""))))
+            except ValueError as exc:
+                log.warning("RedisPolicyStore: skipping history entry %s: %s", _id(entry_id), exc)
+        return out
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -300,6 +410,7 @@ class RedisPolicyStore:
         with self._errors("check_access"):
             self.redis.ping()
             self.redis.script_load(PUBLISH_LUA)
+            self.redis.script_load(RELEASE_LUA)
             self.redis.register_script(ACCESS_CHECK_LUA)(
                 keys=[self.keys.policy("access-check", "access-check")]
             )
@@ -307,7 +418,11 @@ class RedisPolicyStore:
     def purge(self) -> int:
         """Delete every policy and the stream under this prefix (tests, tear-down); returns the count."""
         with self._errors("purge"):
-            names = [_id(n) for n in self.redis.scan_iter(match=self.keys.scan_pattern(), count=1000)]
+            names = [
+                _id(n)
+                for pattern in self.keys.owned_patterns()
+                for n in self.redis.scan_iter(match=pattern, count=1000)
+            ]
             deleted: Any = self.redis.delete(*names, self.keys.stream)
             return int(deleted)
 

@@ -1,0 +1,75 @@
+"""An operator's hands on a (campaign, agent) policy: roll back to a known-good version, pin one,
+lift a pin. Each writes the chosen version's params again under a new, higher version, so
+subscribers never see a version go down, and sets a hold in the key's control hash that the job's
+learners obey (``RedisPolicyStore.write``):
+
+- a **rollback** makes the learners take over the rolled-back params (hold ``adopt``) and go on
+  learning from them;
+- a **pin** refuses the learners' writes (hold ``pinned``) until :func:`unpin`; they go on
+  learning meanwhile, and their newest params are published at the key's next update after it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from state.codec import PolicyRecord
+from state.policy_store import RedisPolicyStore, WriteMode
+
+__all__ = ["find_version", "pin", "republish", "rollback", "unpin"]
+
+# A learner may write between reading the stored version and writing past it: try again this often.
+_ATTEMPTS = 20
+
+
+def find_version(store: RedisPolicyStore, campaign_id: str, agent: str, version: int) -> PolicyRecord | None:
+    """The record of ``version`` from the key's history in Redis, or ``None`` if it is not kept."""
+    return next((r for r in store.history(campaign_id, agent) if r.version == version), None)
+
+
+def republish(store: RedisPolicyStore, source: PolicyRecord, mode: WriteMode) -> PolicyRecord:
+    """Write ``source``'s params under a version above the stored one, as ``mode`` (a rollback
+    names the version it replaced). Returns the record written."""
+    campaign_id, agent = source.key
+    for _ in range(_ATTEMPTS):
+        stored = store.get(campaign_id, agent)
+        current = stored.version if stored is not None else 0
+        version = max(current, source.version) + 1
+        record = PolicyRecord(
+            campaign_id,
+            agent,
+            version,
+            source.learner,
+            source.schema_version,
+            {**source.params, "version": version},
+            int(time.time() * 1000),
+            republished_from=source.version,
+            rolled_back_from=current if mode is WriteMode.ROLLBACK and stored is not None else None,
+        )
+        if store.write(record, mode).written:
+            return record
+    raise RuntimeError(
+        f"republish {campaign_id}/{agent} v{source.version}: the stored version kept moving "
+        f"({_ATTEMPTS} attempts); is another operator writing?"
+    )
+
+
+def rollback(store: RedisPolicyStore, source: PolicyRecord) -> PolicyRecord:
+    """Serve ``source``'s params again under a new version; the job's learners adopt them."""
+    return republish(store, source, WriteMode.ROLLBACK)
+
+
+def pin(store: RedisPolicyStore, source: PolicyRecord) -> PolicyRecord:
+    """Serve ``source``'s params under a new version and refuse the learners' writes until
+    :func:`unpin`."""
+    return republish(store, source, WriteMode.PIN)
+
+
+def unpin(store: RedisPolicyStore, campaign_id: str, agent: str) -> int | None:
+    """Lift the key's pin; returns the version that was pinned (``None``: it was not pinned)."""
+    pinned = store.holds(campaign_id, agent).get("pinned")
+    if pinned is not None and not store.release(campaign_id, agent, "pinned", pinned):
+        pinned = store.holds(campaign_id, agent).get("pinned")  # pinned again meanwhile: lift that
+        if pinned is not None:
+            store.release(campaign_id, agent, "pinned", pinned)
+    return pinned
