@@ -27,10 +27,24 @@ REDIS_ROLES = ("job", "serving")
 # Commands each Redis role runs (state/policy_store.py). redis-py also sends CLIENT SETINFO on
 # connect and carries on when it is refused, so it is not granted.
 _REDIS_COMMANDS = {
-    "job": ("ping", "evalsha", "script|load", "hget", "hset", "xadd", "publish"),
+    # The job's user also serves the operator's CLI (python -m rollout): rollbacks, pins, rollouts.
+    "job": (
+        "ping",
+        "evalsha",
+        "script|load",
+        "hget",
+        "hgetall",
+        "hset",
+        "hdel",
+        "del",
+        "xadd",
+        "xrevrange",
+        "publish",
+    ),
     "serving": (
         "ping",
         "hget",
+        "hgetall",
         "scan",
         "xread",
         "xrange",

@@ -75,6 +75,9 @@ OUTPUT_TYPE = Types.ROW_NAMED(
 )
 
 
+OUTCOME_FIELD = 5  # the outcome's position in an OUTPUT_TYPE row
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     redis_url: str
@@ -226,7 +229,13 @@ class LearnerOperator(KeyedProcessFunction):
             pending >= self.settings.publish_every_n
             and now - last_publish >= self.settings.publish_interval_ms
         ):
-            yield self._publish(campaign_id, agent, learner.to_params(), now)
+            update = self._publish(campaign_id, agent, learner.to_params(), now)
+            yield update
+            if update[OUTCOME_FIELD] == "adopt":
+                # An operator's rollback replaced the params this batch was applied to: the batch
+                # goes on top of the adopted ones (updates since the key's last publish, at most a
+                # publish interval of them, are dropped with the params they were applied to).
+                yield from self._reapply(value, campaign_id, agent, now)
             last_publish = now
             if self._held(key):
                 # Redis is down: retry from a timer, not only when the next micro-batch comes. The
@@ -238,6 +247,20 @@ class LearnerOperator(KeyedProcessFunction):
         else:
             self._schedule_publish(ctx, key, now, last_publish)
         self._meta.update([pending, last_publish, now])
+
+    def _reapply(self, value: Row, campaign_id: str, agent: str, now: int):
+        """Apply the micro-batch ``value`` to the key's params (just adopted) and publish them."""
+        try:
+            learner = self._learners.learner(campaign_id, agent, json.loads(self._params.value()))
+            learner.update(batch_from_aggregate(value.as_dict()))
+            params = learner.to_params()
+        except Exception as exc:  # noqa: BLE001 - the adopted params may be another learner's
+            self._learners.forget(campaign_id, agent)
+            self._learner_errors.inc()
+            yield LEARNER_ERRORS, _dead_letter(value, exc)
+            return
+        self._params.update(json.dumps(params, separators=(",", ":")))
+        yield self._publish(campaign_id, agent, params, now)
 
     def _watch_drift(self, agent: str, learner, batch) -> tuple[str, int | None] | None:
         """Feed the key's drift detector the batch; on drift the learner keeps the configured share

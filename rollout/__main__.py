@@ -6,6 +6,10 @@ back to one, pin one, unpin.
     python -m rollout rollback c01 creative --to 41    # learners adopt v41's params, go on learning
     python -m rollout pin c01 creative [--version 41]  # publication stops for the key
     python -m rollout unpin c01 creative
+    python -m rollout candidate c01 creative --version 41 --share 0.1 [--shadow]
+    python -m rollout candidate c01 creative --params cand.json --share 0   # shadow only
+    python -m rollout share c01 creative 0.25          # the candidate's share of requests
+    python -m rollout end c01 creative                 # the control serves everything again
 
 Every command takes ``--config`` (the job's YAML): the Redis, Kafka and reward-table settings.
 Pins and rollbacks live in Redis, so they survive restarts of the job and of serving nodes.
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from config import app as app_config
 from state import policy_control
@@ -63,6 +69,12 @@ def cmd_versions(cfg, store, args) -> None:
     rewards = reward_by_version(cfg.tables.absolute().rewards_uri(), args.campaign, args.agent)
     holds = store.holds(args.campaign, args.agent)
     held = ", ".join(f"{k} v{v}" for k, v in holds.items()) or "no holds"
+    rollout = store.get_rollout(args.campaign, args.agent)
+    if rollout is not None:
+        held += (
+            f"; candidate v{rollout.candidate.version} (from v{rollout.candidate.republished_from}) "
+            f"serving {rollout.share:.0%}{', shadow on' if rollout.shadow else ''}"
+        )
     print(f"{args.campaign}/{args.agent}: {held}")
     header = ("version", "published (UTC)", "learner", "decisions", "reward/dec")
     print("{:>9}  {:23}  {:18}  {:>9}  {:>10}  origin".format(*header))
@@ -126,6 +138,50 @@ def cmd_unpin(cfg, store, args) -> None:
         print(f"{args.campaign}/{args.agent}: unpinned (was v{pinned}); the learners publish again")
 
 
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = math.nan
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], found {text!r}")
+    return share
+
+
+def cmd_candidate(cfg, store, args) -> None:
+    if (args.version is None) == (args.params is None):
+        raise ValueError("candidate: give either --version (a published version) or --params (a JSON file)")
+    if args.params is not None:
+        params = json.loads(Path(args.params).read_text())
+        if not isinstance(params, dict):
+            raise ValueError(f"candidate: {args.params} must hold a JSON object of learner params")
+        params.setdefault("version", 0)
+        source = PolicyRecord.from_params(args.campaign, args.agent, params, updated_at_ms=0)
+        import learners
+
+        learners.from_params(source.params)  # refuse params no serving node could rebuild
+    else:
+        source = _find(cfg, store, args.campaign, args.agent, args.version)
+    rollout = policy_control.start_rollout(store, source, args.share, args.shadow)
+    print(
+        f"{args.campaign}/{args.agent}: candidate v{rollout.candidate.version} serves {rollout.share:.0%} "
+        f"of requests{', shadow on' if rollout.shadow else ''}"
+    )
+
+
+def cmd_share(cfg, store, args) -> None:
+    rollout = policy_control.set_share(store, args.campaign, args.agent, args.share)
+    print(f"{args.campaign}/{args.agent}: candidate v{rollout.candidate.version} serves {rollout.share:.0%}")
+
+
+def cmd_end(cfg, store, args) -> None:
+    ended = policy_control.end_rollout(store, args.campaign, args.agent)
+    print(
+        f"{args.campaign}/{args.agent}: "
+        + ("had no rollout" if ended is None else f"rollout of v{ended.candidate.version} ended")
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m rollout", description=__doc__.splitlines()[0])
     top.add_argument("--config", default=None, help="the job's YAML config (default flink-conf/adloop.yaml)")
@@ -158,6 +214,20 @@ def parser() -> argparse.ArgumentParser:
         "the version to pin (default: current)",
     )
     command("unpin", "lift the key's pin: the learners publish again", cmd_unpin)
+    candidate = command(
+        "candidate",
+        "roll out a candidate beside the control: a published version or params from a file",
+        cmd_candidate,
+        "the published version to roll out",
+    )
+    candidate.add_argument("--params", default=None, help="a JSON file of learner params instead")
+    candidate.add_argument("--share", type=_share, required=True, help="share of requests it serves, 0..1")
+    candidate.add_argument(
+        "--shadow", action="store_true", help="also log its choice on the control's requests"
+    )
+    share = command("share", "set the share of requests the key's candidate serves", cmd_share)
+    share.add_argument("share", type=_share, help="0..1")
+    command("end", "end the key's rollout: the control serves every request", cmd_end)
     return top
 
 

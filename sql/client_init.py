@@ -16,7 +16,14 @@ from config import app as app_config
 from sql.batches import batch_arms_view
 from sql.ingest import quote
 from sql.pipeline import ddl_statements
-from sql.schema import BATCH_COLUMNS, DLQ_COLUMNS, DRIFT_COLUMNS, LATE_COLUMNS, REWARD_COLUMNS
+from sql.schema import (
+    BATCH_COLUMNS,
+    DLQ_COLUMNS,
+    DRIFT_COLUMNS,
+    LATE_COLUMNS,
+    POLICY_UPDATE_COLUMNS,
+    REWARD_COLUMNS,
+)
 
 
 def _kafka_source(name: str, columns: str, topic: str, cfg: app_config.AppConfig) -> str:
@@ -52,6 +59,8 @@ def query_tables(cfg: app_config.AppConfig) -> list[str]:
         _kafka_source("dead_letters", DLQ_COLUMNS, cfg.kafka.topic("dlq"), cfg),
         _kafka_source("late_events", LATE_COLUMNS, cfg.kafka.topic("late"), cfg),
         _kafka_source("learner_drifts", DRIFT_COLUMNS, cfg.kafka.topic("drift"), cfg),
+        # Every publish, with its params (sql/queries/policy_versions.sql lists the versions).
+        _kafka_source("policy_updates_stream", POLICY_UPDATE_COLUMNS, cfg.kafka.topic("policy_updates"), cfg),
         # (dt, hr, campaign_id, agent, action, decisions, clicks, credit, cost, reward)
         """CREATE TEMPORARY VIEW IF NOT EXISTS rewards_hourly AS
 SELECT dt, hr, campaign_id, agent, action,
@@ -67,7 +76,7 @@ def render(cfg: app_config.AppConfig) -> str:
         "-- Flink SQL-client init script for adloop, rendered by `python -m sql.client_init`.",
         "-- Query tables: rewards_table (Parquet, batch), rewards_hourly, rewards_stream,",
         "-- learner_batches_stream, learner_batch_arms_stream, dead_letters, late_events,",
-        "-- learner_drifts; plus every",
+        "-- learner_drifts, policy_updates_stream; plus every",
         "-- view of the feedback job.",
         "SET 'sql-client.execution.result-mode' = 'tableau';",
         "SET 'table.local-time-zone' = 'UTC';",

@@ -1,7 +1,7 @@
 -- Flink SQL-client init script for adloop, rendered by `python -m sql.client_init`.
 -- Query tables: rewards_table (Parquet, batch), rewards_hourly, rewards_stream,
 -- learner_batches_stream, learner_batch_arms_stream, dead_letters, late_events,
--- learner_drifts; plus every
+-- learner_drifts, policy_updates_stream; plus every
 -- view of the feedback job.
 SET 'sql-client.execution.result-mode' = 'tableau';
 SET 'table.local-time-zone' = 'UTC';
@@ -68,6 +68,16 @@ CREATE TABLE IF NOT EXISTS learner_drifts (
   detected_at_ms BIGINT
 ) WITH (
   'connector' = 'kafka', 'topic' = 'ad.learner.drift',
+  'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
+  'properties.isolation.level' = 'read_committed',
+  'scan.startup.mode' = 'earliest-offset', 'format' = 'json'
+);
+
+CREATE TABLE IF NOT EXISTS policy_updates_stream (
+  campaign_id STRING, agent STRING, version BIGINT, published BOOLEAN,
+  pending BIGINT, outcome STRING, updated_at BIGINT, params STRING
+) WITH (
+  'connector' = 'kafka', 'topic' = 'ad.policy.updates',
   'properties.bootstrap.servers' = '127.0.0.1:9092', 'properties.group.id' = 'sql-client',
   'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'earliest-offset', 'format' = 'json'

@@ -17,6 +17,7 @@ __all__ = [
     "Notification",
     "PolicyKey",
     "PolicyRecord",
+    "Rollout",
     "decode_record",
     "encode_record",
 ]
@@ -158,13 +159,30 @@ def decode_record(text: str | bytes) -> PolicyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollout:
+    """A key's rollout: the ``candidate`` serves ``share`` of the requests (by a stable hash of the
+    request id); with ``shadow`` the control's requests also get the candidate's choice, logged
+    and not served."""
+
+    candidate: PolicyRecord
+    share: float
+    shadow: bool
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.share, int | float) and 0.0 <= self.share <= 1.0):
+            raise ValueError(f"Rollout: share must be a number in [0, 1]; got {self.share!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Notification:
-    """One stream entry / pub/sub message: which policy moved to which version, and when."""
+    """One stream entry / pub/sub message: which policy moved to which version, and when;
+    ``kind`` ``rollout`` when it is the key's rollout that changed (its candidate's version)."""
 
     campaign_id: str
     agent: str
     version: int
     updated_at_ms: int
+    kind: str = "policy"
 
     @property
     def key(self) -> PolicyKey:
@@ -178,24 +196,27 @@ class Notification:
 
     def fields(self) -> dict[str, str]:
         """Stream entry fields (strings, as Redis stores them)."""
-        return {
+        out = {
             "campaign": self.campaign_id,
             "agent": self.agent,
             "version": str(self.version),
             "updated_at": str(self.updated_at_ms),
         }
+        if self.kind != "policy":
+            out["kind"] = self.kind
+        return out
 
     def to_json(self) -> str:
         """The pub/sub payload."""
-        return json.dumps(
-            {
-                "campaign": self.campaign_id,
-                "agent": self.agent,
-                "version": self.version,
-                "updated_at": self.updated_at_ms,
-            },
-            separators=(",", ":"),
-        )
+        doc: dict[str, Any] = {
+            "campaign": self.campaign_id,
+            "agent": self.agent,
+            "version": self.version,
+            "updated_at": self.updated_at_ms,
+        }
+        if self.kind != "policy":
+            doc["kind"] = self.kind
+        return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
     def from_fields(cls, fields: Mapping[str | bytes, str | bytes]) -> Notification:
@@ -208,7 +229,7 @@ class Notification:
             raise ValueError(
                 f"Notification.from_fields: expected campaign, agent, version and updated_at; got {f!r}"
             ) from None
-        return cls(campaign, agent, version, updated_at)
+        return cls(campaign, agent, version, updated_at, f.get("kind", "policy"))
 
 
 def _text(value: str | bytes) -> str:

@@ -37,7 +37,10 @@ class KeyLayout:
       updated_at, record), newest last: the versions an operator can read back and return to;
     - ``<prefix>:control:<campaign>:<agent>``: a hash of an operator's holds on the key: ``pinned``
       (the learners' writes are refused) and ``adopt`` (the learners must first take over the
-      params of that version, written by a rollback).
+      params of that version, written by a rollback);
+    - ``<prefix>:rollout:<campaign>:<agent>``: a hash of the key's rollout, when one runs: the
+      ``candidate`` record, the ``share`` of requests it serves, and ``shadow`` ("1": serving
+      nodes also compute and log the candidate's choice on the control's requests).
 
     For Redis Cluster, put a hash tag in the prefix (``"{adloop}"``) so the script's keys share a slot.
 
@@ -68,6 +71,10 @@ class KeyLayout:
         """The hash of an operator's holds on (campaign, agent): ``pinned``, ``adopt``."""
         return f"{self.prefix}:control:{campaign_id}:{agent}"
 
+    def rollout(self, campaign_id: str, agent: str) -> str:
+        """The hash of the key's rollout: ``candidate``, ``share``, ``shadow``."""
+        return f"{self.prefix}:rollout:{campaign_id}:{agent}"
+
     @property
     def stream(self) -> str:
         """The notification stream."""
@@ -80,9 +87,18 @@ class KeyLayout:
 
     def scan_pattern(self, campaign_id: str | None = None) -> str:
         """SCAN MATCH pattern for all policies, or those of one campaign (a superset: filter records)."""
-        head = f"{_glob_escape(self.prefix)}:policy:"
+        return self._pattern("policy", campaign_id)
+
+    def rollout_pattern(self, campaign_id: str | None = None) -> str:
+        """SCAN MATCH pattern for all rollouts, or those of one campaign."""
+        return self._pattern("rollout", campaign_id)
+
+    def _pattern(self, kind: str, campaign_id: str | None) -> str:
+        head = f"{_glob_escape(self.prefix)}:{kind}:"
         return head + "*" if campaign_id is None else f"{head}{_glob_escape(campaign_id)}:*"
 
     def owned_patterns(self) -> list[str]:
         """SCAN MATCH patterns of every per-key entry under the prefix: policies, histories, holds."""
-        return [f"{_glob_escape(self.prefix)}:{kind}:*" for kind in ("policy", "history", "control")]
+        return [
+            f"{_glob_escape(self.prefix)}:{kind}:*" for kind in ("policy", "history", "control", "rollout")
+        ]

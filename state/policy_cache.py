@@ -42,12 +42,18 @@ class Choice:
     """An action, the probability the policy gave it, and which policy chose it.
 
     ``policy_version`` is 0 and ``source`` is ``"default"`` when the safe default policy chose.
+    While the key has a rollout, ``rollout`` says which arm of it served (``control`` or
+    ``candidate``) and, with shadow on, a control's choice carries the candidate's choice on the
+    same request (``shadow_action``, ``shadow_propensity``), logged, not served.
     """
 
     action: ArmID
     propensity: float
     policy_version: int
     source: Source
+    rollout: str | None = None
+    shadow_action: ArmID | None = None
+    shadow_propensity: float | None = None
 
 
 class UniformPolicy:

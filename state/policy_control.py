@@ -7,16 +7,28 @@ learners obey (``RedisPolicyStore.write``):
   learning from them;
 - a **pin** refuses the learners' writes (hold ``pinned``) until :func:`unpin`; they go on
   learning meanwhile, and their newest params are published at the key's next update after it.
+
+A **rollout** (:func:`start_rollout`) puts a candidate policy beside the key's control: serving
+nodes send it a share of the requests, and may log its choice on the others (shadow).
 """
 
 from __future__ import annotations
 
 import time
 
-from state.codec import PolicyRecord
+from state.codec import PolicyRecord, Rollout
 from state.policy_store import RedisPolicyStore, WriteMode
 
-__all__ = ["find_version", "pin", "republish", "rollback", "unpin"]
+__all__ = [
+    "end_rollout",
+    "find_version",
+    "pin",
+    "republish",
+    "rollback",
+    "set_share",
+    "start_rollout",
+    "unpin",
+]
 
 # A learner may write between reading the stored version and writing past it: try again this often.
 _ATTEMPTS = 20
@@ -73,3 +85,41 @@ def unpin(store: RedisPolicyStore, campaign_id: str, agent: str) -> int | None:
         if pinned is not None:
             store.release(campaign_id, agent, "pinned", pinned)
     return pinned
+
+
+def start_rollout(store: RedisPolicyStore, source: PolicyRecord, share: float, shadow: bool) -> Rollout:
+    """Make ``source``'s params the key's candidate, numbered above the stored version, serving
+    ``share`` of the requests (0: shadow only). Replaces a running rollout of the key."""
+    campaign_id, agent = source.key
+    stored = store.get(campaign_id, agent)
+    version = max(stored.version if stored is not None else 0, source.version) + 1
+    candidate = PolicyRecord(
+        campaign_id,
+        agent,
+        version,
+        source.learner,
+        source.schema_version,
+        {**source.params, "version": version},
+        int(time.time() * 1000),
+        republished_from=source.version,
+    )
+    rollout = Rollout(candidate, float(share), bool(shadow))
+    store.set_rollout(rollout)
+    return rollout
+
+
+def set_share(store: RedisPolicyStore, campaign_id: str, agent: str, share: float) -> Rollout:
+    """Change the share of requests the key's candidate serves."""
+    current = store.get_rollout(campaign_id, agent)
+    if current is None:
+        raise ValueError(f"{campaign_id}/{agent} has no rollout: start one with a candidate first")
+    rollout = Rollout(current.candidate, float(share), current.shadow)
+    store.set_rollout(rollout)
+    return rollout
+
+
+def end_rollout(store: RedisPolicyStore, campaign_id: str, agent: str) -> Rollout | None:
+    """End the key's rollout: the control serves every request. Returns the rollout ended."""
+    current = store.get_rollout(campaign_id, agent)
+    store.clear_rollout(campaign_id, agent)
+    return current

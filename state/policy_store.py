@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import redis
 from redis.client import PubSub
 
-from state.codec import Notification, PolicyKey, PolicyRecord, decode_record, encode_record
+from state.codec import Notification, PolicyKey, PolicyRecord, Rollout, decode_record, encode_record
 from state.keys import KeyLayout
 
 __all__ = [
@@ -69,6 +70,21 @@ elseif mode == 'pin' then
   redis.call('HSET', KEYS[4], 'pinned', ARGV[1])
 end
 return {1, id}
+"""
+
+# KEYS[1] the key's rollout hash, KEYS[2] the notification stream.
+# ARGV: candidate record JSON ("" clears the rollout), share, shadow, stream maxlen, campaign,
+# agent, candidate version, updated_at, channel, pub/sub payload.
+ROLLOUT_LUA = """
+if ARGV[1] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 'candidate', ARGV[1], 'share', ARGV[2], 'shadow', ARGV[3])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'campaign', ARGV[5], 'agent', ARGV[6],
+  'version', ARGV[7], 'updated_at', ARGV[8], 'kind', 'rollout')
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return 1
 """
 
 # KEYS[1] a control hash; ARGV: field, version. Deletes the field if it still holds that version
@@ -231,6 +247,7 @@ class RedisPolicyStore:
         # Registered once; each call is an EVALSHA, re-loaded on NOSCRIPT (a restarted Redis).
         self._publish_script = self.redis.register_script(PUBLISH_LUA)
         self._release_script = self.redis.register_script(RELEASE_LUA)
+        self._rollout_script = self.redis.register_script(ROLLOUT_LUA)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -303,6 +320,67 @@ class RedisPolicyStore:
                 out.append(decode_record(fields.get(b"record", fields.get("record", b""))))
             except ValueError as exc:
                 log.warning("RedisPolicyStore: skipping history entry %s: %s", _id(entry_id), exc)
+        return out
+
+    def set_rollout(self, rollout: Rollout) -> None:
+        """Start or change the rollout of the candidate's key, and notify subscribers."""
+        self._write_rollout(rollout.candidate.key, rollout)
+
+    def clear_rollout(self, campaign_id: str, agent: str) -> None:
+        """End the key's rollout (all its requests go to the control), and notify subscribers."""
+        self._write_rollout((campaign_id, agent), None)
+
+    def _write_rollout(self, key: PolicyKey, rollout: Rollout | None) -> None:
+        campaign_id, agent = key
+        now = int(time.time() * 1000)
+        version = rollout.candidate.version if rollout is not None else 0
+        note = Notification(campaign_id, agent, version, now, "rollout")
+        args: list[str | int | float] = [
+            encode_record(rollout.candidate) if rollout is not None else "",
+            repr(float(rollout.share)) if rollout is not None else "0",
+            "1" if rollout is not None and rollout.shadow else "0",
+            self.stream_maxlen,
+            campaign_id,
+            agent,
+            version,
+            now,
+            self.keys.channel,
+            note.to_json(),
+        ]
+        with self._errors("rollout"):
+            self._rollout_script(keys=[self.keys.rollout(campaign_id, agent), self.keys.stream], args=args)
+
+    def get_rollout(self, campaign_id: str, agent: str) -> Rollout | None:
+        """The key's rollout, or ``None``; a corrupt one is a ValueError."""
+        with self._errors("get_rollout"):
+            raw: Any = self.redis.hgetall(self.keys.rollout(campaign_id, agent))
+        return _rollout(raw) if raw else None
+
+    def load_rollouts(self, campaigns: Sequence[str] | None = None) -> list[Rollout]:
+        """Every rollout (of ``campaigns`` only, if given); corrupt ones are logged and skipped."""
+        patterns = (
+            [self.keys.rollout_pattern()]
+            if campaigns is None
+            else [self.keys.rollout_pattern(c) for c in campaigns]
+        )
+        out: list[Rollout] = []
+        with self._errors("load_rollouts"):
+            names = [
+                _id(n) for p in patterns for n in self.redis.scan_iter(match=p, count=1000, _type="hash")
+            ]
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(name)
+            raws = pipe.execute()
+        wanted = None if campaigns is None else set(campaigns)
+        for name, raw in zip(names, raws, strict=True):
+            try:
+                rollout = _rollout(raw)
+            except ValueError as exc:
+                log.warning("RedisPolicyStore: skipping rollout %r: %s", name, exc)
+                continue
+            if wanted is None or rollout.candidate.campaign_id in wanted:
+                out.append(rollout)
         return out
 
     # -- reading --------------------------------------------------------------------------------
@@ -411,6 +489,7 @@ class RedisPolicyStore:
             self.redis.ping()
             self.redis.script_load(PUBLISH_LUA)
             self.redis.script_load(RELEASE_LUA)
+            self.redis.script_load(ROLLOUT_LUA)
             self.redis.register_script(ACCESS_CHECK_LUA)(
                 keys=[self.keys.policy("access-check", "access-check")]
             )
@@ -484,6 +563,18 @@ def _certificate_refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _rollout(raw: dict) -> Rollout:
+    """A rollout hash's fields (bytes or str) as a :class:`Rollout`; ValueError when malformed."""
+    fields = {_id(k): _id(v) for k, v in raw.items()}
+    if "candidate" not in fields:
+        raise ValueError(f"rollout without a candidate: fields {sorted(fields)}")
+    try:
+        share = float(fields.get("share", "0"))
+    except ValueError:
+        raise ValueError(f"rollout share is not a number: {fields.get('share')!r}") from None
+    return Rollout(decode_record(fields["candidate"]), share, fields.get("shadow") == "1")
 
 
 def _id(value: str | bytes) -> str:

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -29,12 +29,20 @@ import learners
 from learners.base import check_arms
 from learners.batch import ArmID
 from learners.safety import SafetyCaps
-from state.codec import PolicyKey, PolicyRecord
+from state.codec import PolicyKey, PolicyRecord, Rollout
 from state.keys import parse_stream_id
-from state.policy_cache import Choice, Policy, PolicyCache, UniformPolicy, capped_bid, is_stale
+from state.policy_cache import (
+    CachedPolicy,
+    Choice,
+    Policy,
+    PolicyCache,
+    UniformPolicy,
+    capped_bid,
+    is_stale,
+)
 from state.policy_store import PolicyStoreAuthError, PolicyStoreUnavailable, RedisPolicyStore
 
-__all__ = ["Bid", "ClientStats", "ServingClient"]
+__all__ = ["Bid", "ClientStats", "ServingClient", "candidate_bucket"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,17 @@ class ClientStats:
     bad_records: int  # records that did not decode or rebuild
     rejected_records: int  # records refused by the checks: non-finite or huge numbers, a future stamp
     policy_errors: int  # choose() calls whose policy raised and fell back to the default
+
+
+def candidate_bucket(campaign_id: str, agent: str, request_id: str) -> float:
+    """Where a request falls in [0, 1) for a rollout's split: the candidate serves it when this is
+    below the rollout's share. CRC-32 of ``"<campaign>|<agent>|<request id>"`` (UTF-8) over 2³²: the
+    same request goes to the same arm on every node, in any language.
+
+    >>> candidate_bucket("c01", "creative", "imp-1") == candidate_bucket("c01", "creative", "imp-1")
+    True
+    """
+    return zlib.crc32(f"{campaign_id}|{agent}|{request_id}".encode()) / 2**32
 
 
 # Numbers in params beyond this are refused: no learner's statistic gets near it legitimately.
@@ -183,6 +202,8 @@ class ServingClient:
         self.max_clock_skew_ms = max_clock_skew_ms
         self._clock_ms = clock_ms or (lambda: time.time() * 1000.0)
         self._cache = PolicyCache(self._build, history=history)
+        # Rollouts by key: the rollout and its candidate rebuilt (replaced whole, never mutated).
+        self._rollouts: dict[PolicyKey, tuple[Rollout, CachedPolicy]] = {}
         self._default_lock = threading.Lock()
         self._changed = threading.Condition()
         self._last_id: str | None = None
@@ -254,7 +275,13 @@ class ServingClient:
     # -- serving --------------------------------------------------------------------------------
 
     def choose(
-        self, campaign_id: str, agent: str, context: Mapping[str, Any] | None, arms: Sequence[ArmID]
+        self,
+        campaign_id: str,
+        agent: str,
+        context: Mapping[str, Any] | None,
+        arms: Sequence[ArmID],
+        *,
+        request_id: str | None = None,
     ) -> Choice:
         """Choose among ``arms`` with the cached policy of (campaign, agent).
 
@@ -262,39 +289,83 @@ class ServingClient:
         is missing, stale, or raises on this context (counted in ``policy_errors``). A context that
         lacks a key the policy needs (``Learner.missing_context``; README, "Serving") is the
         caller's mistake, not the policy's: ValueError names the keys, no fallback.
+
+        While the key has a rollout, the candidate serves the requests whose ``request_id`` falls
+        in its share (:func:`candidate_bucket`; without a ``request_id`` the control serves), and
+        the choice says which arm served; with shadow on, the control's choices carry the
+        candidate's. A candidate that raises is counted in ``policy_errors`` and the control serves.
         """
         check_arms(arms, "ServingClient.choose")
+        rollout = self._rollouts.get((campaign_id, agent))
+        if rollout is None:
+            return self._choose_control(campaign_id, agent, context, arms)
+        spec, candidate = rollout
+        served_by_candidate = (
+            request_id is not None and candidate_bucket(campaign_id, agent, str(request_id)) < spec.share
+        )
+        if served_by_candidate:
+            choice = self._choose_with(candidate, agent, campaign_id, context, arms)
+            if choice is not None:
+                return replace(choice, rollout="candidate")
+        choice = replace(self._choose_control(campaign_id, agent, context, arms), rollout="control")
+        if spec.shadow and not served_by_candidate:
+            shadow = self._choose_with(candidate, agent, campaign_id, context, arms)
+            if shadow is not None:
+                choice = replace(choice, shadow_action=shadow.action, shadow_propensity=shadow.propensity)
+        return choice
+
+    def _choose_control(
+        self, campaign_id: str, agent: str, context: Mapping[str, Any] | None, arms: Sequence[ArmID]
+    ) -> Choice:
         entry = self._cache.get((campaign_id, agent))
         if entry is not None and not is_stale(
             entry.record.updated_at_ms, self._clock_ms(), self.stale_after_ms
         ):
-            missing = (
-                entry.policy.missing_context(context) if hasattr(entry.policy, "missing_context") else []
-            )
-            if missing:
-                raise ValueError(
-                    f"ServingClient.choose: the {agent} policy of {campaign_id} "
-                    f"({type(entry.policy).__name__}) needs context key(s) {missing}; "
-                    f"got {sorted(context or {})}"
-                )
-            try:
-                with entry.lock:
-                    action, propensity = entry.policy.choose(context, arms)
-                return Choice(action, propensity, entry.record.version, "policy")
-            except (ValueError, KeyError, TypeError) as exc:
-                self._count("policy_errors")
-                marker = (entry.record.key, entry.record.version)
-                if marker not in self._reported_errors:
-                    self._reported_errors.add(marker)
-                    log.warning(
-                        "ServingClient: policy %s v%d failed, serving the default: %s",
-                        entry.record.key,
-                        entry.record.version,
-                        exc,
-                    )
+            choice = self._choose_with(entry, agent, campaign_id, context, arms)
+            if choice is not None:
+                return choice
         with self._default_lock:
             action, propensity = self.default_policy.choose(context, arms)
         return Choice(action, propensity, 0, "default")
+
+    def _choose_with(
+        self,
+        entry: CachedPolicy,
+        agent: str,
+        campaign_id: str,
+        context: Mapping[str, Any] | None,
+        arms: Sequence[ArmID],
+    ) -> Choice | None:
+        """The choice of ``entry``'s policy; ``None`` when it raised (counted, logged once per
+        version); ValueError when the context lacks a key it needs."""
+        missing = entry.policy.missing_context(context) if hasattr(entry.policy, "missing_context") else []
+        if missing:
+            raise ValueError(
+                f"ServingClient.choose: the {agent} policy of {campaign_id} "
+                f"({type(entry.policy).__name__}) needs context key(s) {missing}; "
+                f"got {sorted(context or {})}"
+            )
+        try:
+            with entry.lock:
+                action, propensity = entry.policy.choose(context, arms)
+            return Choice(action, propensity, entry.record.version, "policy")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._count("policy_errors")
+            marker = (entry.record.key, entry.record.version)
+            if marker not in self._reported_errors:
+                self._reported_errors.add(marker)
+                log.warning(
+                    "ServingClient: policy %s v%d failed, serving the default: %s",
+                    entry.record.key,
+                    entry.record.version,
+                    exc,
+                )
+            return None
+
+    def rollout(self, campaign_id: str, agent: str) -> Rollout | None:
+        """The key's rollout as this client follows it, or ``None``."""
+        found = self._rollouts.get((campaign_id, agent))
+        return found[0] if found is not None else None
 
     def segment(self, campaign_id: str, features: Sequence[float], n_segments: int) -> Choice:
         """The segment agent's segment of a user: the label (``k0`` ...) of the centre nearest to
@@ -422,8 +493,12 @@ class ServingClient:
         bounds = self.store.stream_bounds()
         if self._last_id is None or self._missed_entries(self._last_id, bounds):
             last_id = bounds[1] if bounds is not None else "0-0"  # noted before loading: nothing lost
-            for record in self.store.load_all(None if self.campaigns is None else sorted(self.campaigns)):
+            campaigns = None if self.campaigns is None else sorted(self.campaigns)
+            for record in self.store.load_all(campaigns):
                 self._install(record)
+            rollouts = {r.candidate.key: r for r in self.store.load_rollouts(campaigns)}
+            for key in set(self._rollouts) | set(rollouts):
+                self._install_rollout(key, rollouts.get(key))
             self._last_id = last_id
             self._count("reloads")
         self._catch_up()
@@ -459,14 +534,25 @@ class ServingClient:
                 return
             self._count("stream_entries", batch.read)
             newest: dict[PolicyKey, int] = {}
+            rollouts: set[PolicyKey] = set()
             for _, note in batch.entries:
                 if self.campaigns is not None and note.campaign_id not in self.campaigns:
                     continue
-                if note.version > max(self._cache.version(note.key), newest.get(note.key, 0)):
+                if note.kind == "rollout":
+                    rollouts.add(note.key)
+                elif note.version > max(self._cache.version(note.key), newest.get(note.key, 0)):
                     newest[note.key] = note.version
             # The stored record may be newer than the notification; the cache only moves up anyway.
             for record in self.store.get_many(newest, skip_invalid=True).values():
                 self._install(record)
+            for key in rollouts:
+                try:
+                    current = self.store.get_rollout(*key)
+                except ValueError as exc:
+                    self._count("bad_records")
+                    log.warning("ServingClient: cannot read the rollout of %s: %s", key, exc)
+                    current = None
+                self._install_rollout(key, current)
             self._last_id = batch.last_id
             if batch.read < count:
                 return
@@ -493,7 +579,36 @@ class ServingClient:
             except Exception:
                 log.exception("ServingClient: on_update failed for %s v%d", record.key, record.version)
 
-    def _build(self, record: PolicyRecord) -> Policy:
+    def _install_rollout(self, key: PolicyKey, rollout: Rollout | None) -> None:
+        """Follow the key's rollout (``None``: it ended). A candidate that is implausible or does
+        not rebuild is refused (counted): the control serves all the key's requests."""
+        if rollout is None:
+            if self._rollouts.pop(key, None) is not None:
+                log.info("ServingClient: rollout of %s ended", key)
+            return
+        candidate = rollout.candidate
+        problem = implausible(candidate, self._clock_ms(), self.max_clock_skew_ms)
+        if problem is not None:
+            self._count("rejected_records")
+            log.warning("ServingClient: refusing the candidate %s v%d: %s", key, candidate.version, problem)
+            self._rollouts.pop(key, None)
+            return
+        current = self._rollouts.get(key)
+        if current is not None and current[0].candidate == candidate:
+            self._rollouts[key] = (rollout, current[1])  # only the share or shadow changed
+            return
+        try:
+            entry = CachedPolicy(candidate, self._build(candidate, ":candidate"))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._count("bad_records")
+            log.warning("ServingClient: cannot rebuild the candidate %s v%d: %s", key, candidate.version, exc)
+            self._rollouts.pop(key, None)
+            return
+        self._rollouts[key] = (rollout, entry)
+
+    def _build(self, record: PolicyRecord, role: str = "") -> Policy:
+        """The policy of ``record``; with a seed, seeded per key and ``role`` (a candidate draws
+        apart from its control, so a shadow choice is independent of the served one)."""
         if record.params.get("learner") != record.learner:
             raise ValueError(
                 f"record learner {record.learner!r} differs from params['learner'] "
@@ -505,7 +620,7 @@ class ServingClient:
         if cls is None:
             return learners.from_params(record.params)  # raises the registry's error
         # A stable per-key seed (crc32, not hash(): that is salted per process).
-        seed = zlib.crc32(f"{self.seed}:{record.campaign_id}:{record.agent}".encode()) & 0x7FFFFFFF
+        seed = zlib.crc32(f"{self.seed}:{record.campaign_id}:{record.agent}{role}".encode()) & 0x7FFFFFFF
         return cls.from_params(record.params, seed=seed)
 
     def _wait_paused_or(self, seconds: float) -> None:

@@ -192,7 +192,11 @@ def test_example_queries_through_the_sql_client(run, tmp_path):
             assert float(row["cpa"]) == pytest.approx(spend / conversions, rel=1e-9)
 
     for row in by_agent:
-        rows = df[(df.agent == row["agent"]) & (df.policy_version == int(row["policy_version"]))]
+        rows = df[
+            (df.campaign_id == row["campaign_id"])
+            & (df.agent == row["agent"])
+            & (df.policy_version == int(row["policy_version"]))
+        ]
         assert int(row["decisions"]) == (rows.kind == "initial").sum()
         assert float(row["reward"]) == pytest.approx(rows.reward.sum(), rel=1e-9, abs=1e-9)
 

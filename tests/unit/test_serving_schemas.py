@@ -65,3 +65,19 @@ def test_a_record_without_params_or_with_a_colon_in_the_agent_fails() -> None:
     )
     assert record_errors({k: v for k, v in doc.items() if k != "params"})
     assert record_errors({**doc, "agent": "a:b"})
+
+
+def test_rollback_records_and_rollout_notifications_conform() -> None:
+    params = {
+        "learner": "UCB",
+        "v": 1,
+        "version": 9,
+        "t": None,
+        "config": {},
+        "arms": ["a"],
+        "stats": [[1, 0]],
+    }
+    record = PolicyRecord("c01", "creative", 9, "UCB", 1, params, T0, republished_from=3, rolled_back_from=8)
+    assert record_errors(json.loads(encode_record(record))) == []
+    assert notification_errors(json.loads(Notification("c01", "creative", 10, T0, "rollout").to_json())) == []
+    assert notification_errors({"campaign": "c", "agent": "a", "version": 1, "updated_at": 0, "kind": "x"})

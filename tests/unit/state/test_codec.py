@@ -134,3 +134,34 @@ def test_key_layout() -> None:
     assert parse_stream_id("5-0") < parse_stream_id("5-1") < parse_stream_id("10-0")
     with pytest.raises(ValueError, match="expected '<ms>-<seq>'"):
         parse_stream_id("5")
+
+
+def test_a_republished_record_names_its_source_and_round_trips() -> None:
+    rec = PolicyRecord(
+        "c01", "creative", 9, "UCB", 1, {"learner": "UCB"}, 5, republished_from=3, rolled_back_from=8
+    )
+    doc = json.loads(encode_record(rec))
+    assert (doc["republished_from"], doc["rolled_back_from"]) == (3, 8)
+    assert decode_record(encode_record(rec)) == rec
+    plain = PolicyRecord("c01", "creative", 9, "UCB", 1, {"learner": "UCB"}, 5)
+    assert "republished_from" not in json.loads(encode_record(plain))
+    with pytest.raises(ValueError, match="rolled_back_from must be an int"):
+        PolicyRecord("c01", "creative", 9, "UCB", 1, {}, 5, rolled_back_from=-1)
+
+
+def test_a_rollout_notification_says_so_and_a_policy_one_stays_as_it_was() -> None:
+    note = Notification("c01", "bid", 12, 7, "rollout")
+    assert json.loads(note.to_json())["kind"] == "rollout" and note.fields()["kind"] == "rollout"
+    assert Notification.from_fields(note.fields()) == note
+    assert "kind" not in Notification("c01", "bid", 12, 7).fields()
+    assert Notification.from_fields(Notification("c01", "bid", 12, 7).fields()).kind == "policy"
+
+
+def test_rollout_and_history_keys() -> None:
+    keys = KeyLayout("ad")
+    assert (keys.history("c", "bid"), keys.control("c", "bid"), keys.rollout("c", "bid")) == (
+        "ad:history:c:bid",
+        "ad:control:c:bid",
+        "ad:rollout:c:bid",
+    )
+    assert keys.rollout_pattern("c*") == r"ad:rollout:c\*:*"
