@@ -42,7 +42,7 @@ def _origin(record: PolicyRecord) -> str:
     if record.rolled_back_from is not None:
         return f"rollback of v{record.rolled_back_from} to v{record.republished_from}"
     if record.republished_from is not None:
-        return f"pin of v{record.republished_from}"
+        return f"republish of v{record.republished_from} (pin or promotion)"
     return "learned"
 
 

@@ -22,6 +22,8 @@ from state.policy_store import RedisPolicyStore, WriteMode
 __all__ = [
     "end_rollout",
     "find_version",
+    "promote_candidate",
+    "reject_candidate",
     "pin",
     "republish",
     "rollback",
@@ -39,14 +41,21 @@ def find_version(store: RedisPolicyStore, campaign_id: str, agent: str, version:
     return next((r for r in store.history(campaign_id, agent) if r.version == version), None)
 
 
-def republish(store: RedisPolicyStore, source: PolicyRecord, mode: WriteMode) -> PolicyRecord:
-    """Write ``source``'s params under a version above the stored one, as ``mode`` (a rollback
-    names the version it replaced). Returns the record written."""
+_ROLLBACKS = (WriteMode.ROLLBACK, WriteMode.REPUBLISH)
+
+
+def republish(
+    store: RedisPolicyStore, source: PolicyRecord, mode: WriteMode, *, rolled_back_from: int | None = None
+) -> PolicyRecord:
+    """Write ``source``'s params under a version above the stored one, as ``mode``. A rollback
+    names the version it replaced: ``rolled_back_from``, or by default the stored one. Returns the
+    record written."""
     campaign_id, agent = source.key
     for _ in range(_ATTEMPTS):
         stored = store.get(campaign_id, agent)
         current = stored.version if stored is not None else 0
         version = max(current, source.version) + 1
+        replaced = rolled_back_from if rolled_back_from is not None else current
         record = PolicyRecord(
             campaign_id,
             agent,
@@ -56,7 +65,7 @@ def republish(store: RedisPolicyStore, source: PolicyRecord, mode: WriteMode) ->
             {**source.params, "version": version},
             int(time.time() * 1000),
             republished_from=source.version,
-            rolled_back_from=current if mode is WriteMode.ROLLBACK and stored is not None else None,
+            rolled_back_from=replaced if mode in _ROLLBACKS and replaced else None,
         )
         if store.write(record, mode).written:
             return record
@@ -123,3 +132,23 @@ def end_rollout(store: RedisPolicyStore, campaign_id: str, agent: str) -> Rollou
     current = store.get_rollout(campaign_id, agent)
     store.clear_rollout(campaign_id, agent)
     return current
+
+
+def promote_candidate(store: RedisPolicyStore, rollout: Rollout) -> PolicyRecord:
+    """The candidate won: its params become the control's, under a new version, the learners
+    adopt them and learn on from there, and the rollout ends."""
+    record = republish(store, rollout.candidate, WriteMode.PROMOTE)
+    store.clear_rollout(*rollout.candidate.key)
+    return record
+
+
+def reject_candidate(store: RedisPolicyStore, rollout: Rollout) -> PolicyRecord | None:
+    """The candidate lost: the rollout ends and the control's params are published again under a
+    new version that names the candidate (``rolled_back_from``). ``None`` when the key has no
+    control policy to republish (the rollout still ends)."""
+    campaign_id, agent = rollout.candidate.key
+    store.clear_rollout(campaign_id, agent)
+    control = store.get(campaign_id, agent)
+    if control is None:
+        return None
+    return republish(store, control, WriteMode.REPUBLISH, rolled_back_from=rollout.candidate.version)

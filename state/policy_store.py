@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 # ARGV: version, record JSON, stream maxlen, campaign, agent, updated_at, channel, pub/sub payload,
 # history maxlen, mode.
 # Mode 'learner' (the job) is refused while an operator holds the key: {3, version} while the
-# learners must adopt a rolled-back version, {2, version} while a version is pinned. Modes
-# 'rollback' and 'pin' (an operator) write past those holds and set theirs.
+# learners must adopt a rolled-back or promoted version, {2, version} while a version is pinned.
+# Modes 'rollback', 'promote' and 'pin' (an operator, the rollout controller) write past those
+# holds and set theirs; 'republish' writes past them and sets none.
 # Returns {1, stream id} when written, {0, stored version} when the stored version is not lower.
 PUBLISH_LUA = """
 local mode = ARGV[10]
@@ -64,7 +65,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*',
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
   'campaign', ARGV[4], 'agent', ARGV[5], 'version', ARGV[1], 'updated_at', ARGV[6])
 redis.call('PUBLISH', ARGV[7], ARGV[8])
-if mode == 'rollback' then
+if mode == 'rollback' or mode == 'promote' then
   redis.call('HSET', KEYS[4], 'adopt', ARGV[1])
 elseif mode == 'pin' then
   redis.call('HSET', KEYS[4], 'pinned', ARGV[1])
@@ -112,6 +113,8 @@ class WriteMode(enum.Enum):
     LEARNER = "learner"
     ROLLBACK = "rollback"
     PIN = "pin"
+    PROMOTE = "promote"  # a candidate's params become the control: the learners adopt them
+    REPUBLISH = "republish"  # the control's own params again (a candidate rolled back): no hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,7 +204,7 @@ def test_every_cli_command_on_a_live_job(services, unique_prefix, tmp_path: Path
 
         listing = run("versions", campaign, AGENT, "--limit", "1000")
         assert f"rollback of v{rolled.rolled_back_from} to v{early.version}" in listing
-        assert f"pin of v{pinned['version']}" in listing
+        assert f"republish of v{pinned['version']}" in listing
 
         # show falls back to the policy-updates topic for a version Redis no longer keeps
         store.redis.delete(store.keys.history(campaign, AGENT))
