@@ -170,6 +170,47 @@ def exposure_bound(mu_control: float, mu_candidate: float, share: float, setting
     return hi
 
 
+def _plot(results: dict[str, list[Trial]], bounds: list[float], args, path: Path) -> None:
+    """The bad candidate's exposure against its bound, per seed; decisions of each candidate kind
+    by the sequential test and by the fixed-n baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    bad = results["bad"]
+    seeds = range(1, len(bad) + 1)
+    left.bar(
+        seeds, [t.candidate_requests for t in bad], color="tab:red", label="exposed requests until rollback"
+    )
+    left.plot(
+        seeds, bounds, "k_", markersize=12, label=f"bound (rolled back by then w.p. >= {1 - args.alpha:.0%})"
+    )
+    left.set_xlabel("seed")
+    left.set_ylabel("candidate requests")
+    left.set_title(f"Bad candidate at {args.share:.0%}: exposure before the rollback")
+    left.legend()
+    kinds = ["bad", "good", "aa"]
+    wanted = {"bad": "rollback", "good": "promote", "aa": "promote"}
+    sequential = [sum(t.decision == wanted[k] for t in results[k]) / len(results[k]) for k in kinds]
+    naive = [
+        sum((t.naive_rolled_back if k == "bad" else t.naive_promoted) for t in results[k]) / len(results[k])
+        for k in kinds
+    ]
+    x = np.arange(len(kinds))
+    right.bar(x - 0.2, sequential, 0.4, label="confidence sequence (this test)")
+    right.bar(x + 0.2, naive, 0.4, label="fixed-n z-test, looked at as often")
+    right.axhline(args.alpha, color="k", linestyle=":", label=f"alpha = {args.alpha}")
+    right.set_xticks(x, ["bad: rolled back", "good: promoted", "A/A: promoted (false)"])
+    right.set_ylabel("share of seeds")
+    right.set_title(f"Decisions within {args.horizon_hours} simulated h")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.rollout_trials", description=__doc__.splitlines()[0]
@@ -203,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         "aa": "A/A candidate (the control itself)",
         "shadow": f"Shadow estimate of the good candidate over {args.shadow_hours} h (no decisions)",
     }
+    results: dict[str, list[Trial]] = {}
+    bounds: list[float] = []
     for kind, seeds in (
         ("bad", args.seeds),
         ("good", args.seeds),
         ("aa", args.aa_seeds),
         ("shadow", args.seeds),
     ):
-        trials = []
+        trials = results.setdefault(kind, [])
         for i, seed in enumerate(range(1, seeds + 1)):
             trials.append(run_trial(seed, kind, args))
             if (i + 1) % 10 == 0:
@@ -240,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"- the candidate's requests: median {statistics.median(exposed):.0f}, max {max(exposed)}"
             )
         if kind == "bad":
-            bounds = []
             for seed in range(1, seeds + 1):
                 market = Market(SimConfig(seed=seed, days=1))
                 campaign = market.campaigns[0].campaign_id
@@ -262,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"- baseline, a fixed-n z-test looked at as often: promoted in {naive}/{seeds}")
         lines.append("")
         print("\n".join(lines[-7:]), flush=True)
+    plot = Path(args.out).with_suffix(".png")
+    _plot(results, bounds, args, plot)
+    lines.append(f"![rollout trials]({plot.name})")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"rollout_trials: wrote {args.out}")
     return 0

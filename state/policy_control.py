@@ -47,14 +47,14 @@ _ROLLBACKS = (WriteMode.ROLLBACK, WriteMode.REPUBLISH)
 def republish(
     store: RedisPolicyStore, source: PolicyRecord, mode: WriteMode, *, rolled_back_from: int | None = None
 ) -> PolicyRecord:
-    """Write ``source``'s params under a version above the stored one, as ``mode``. A rollback
-    names the version it replaced: ``rolled_back_from``, or by default the stored one. Returns the
-    record written."""
+    """Write ``source``'s params under a version above the stored one (and above
+    ``rolled_back_from``), as ``mode``. A rollback names the version it replaced:
+    ``rolled_back_from``, or by default the stored one. Returns the record written."""
     campaign_id, agent = source.key
     for _ in range(_ATTEMPTS):
         stored = store.get(campaign_id, agent)
         current = stored.version if stored is not None else 0
-        version = max(current, source.version) + 1
+        version = max(current, source.version, rolled_back_from or 0) + 1
         replaced = rolled_back_from if rolled_back_from is not None else current
         record = PolicyRecord(
             campaign_id,
