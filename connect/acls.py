@@ -5,7 +5,10 @@ Roles:
 
 - ``job`` (the feedback job): reads the input topics and commits offsets for its group; writes the
   output topics; owns the transactional ids under its prefix (exactly-once sinks). In Redis it runs
-  the publish script on its key prefix and publishes on its channel, nothing else.
+  the publish, release and rollout scripts on its key prefix, reads its keys' holds and history,
+  and publishes on its channel; the operator's CLI (``python -m rollout``) runs as this user (in
+  Kafka, its look-up of old versions on the policy-updates topic needs READ there, as the
+  ``reader`` role has).
 - ``producer`` (serving nodes' event loggers, the simulator): writes the input topics.
 - ``reader`` (the SQL client, data engineers' consumers): reads the output topics, in the groups
   ``sql-client`` and ``adloop-read-*``.
@@ -137,7 +140,7 @@ def redis_rules(key_prefix: str, role: str) -> list[str]:
     """The ACL rules of ``role`` on ``key_prefix``, after ``ACL SETUSER <user> reset on >password``.
 
     >>> " ".join(redis_rules("adloop", "serving"))  # doctest: +ELLIPSIS
-    'resetkeys resetchannels -@all %R~adloop:* &adloop:* +ping +hget +scan ...'
+    'resetkeys resetchannels -@all %R~adloop:* &adloop:* +ping +hget +hgetall +scan ...'
     """
     if role not in _REDIS_COMMANDS:
         raise ValueError(f"redis role: expected one of {REDIS_ROLES}, found {role!r}")

@@ -130,6 +130,11 @@ class LearnerOperator(KeyedProcessFunction):
         self._params = runtime_context.get_state(ValueStateDescriptor("params", Types.STRING()))
         # The key's drift detector (learners.drift.DriftGuard), JSON, for agents that have one.
         self._drift = runtime_context.get_state(ValueStateDescriptor("drift", Types.STRING()))
+        # The operator's rollback or promotion the key's params descend from (its version; absent:
+        # none). Checkpointed with the params, so a job restored from before an adoption adopts again.
+        self._lineage = runtime_context.get_state(ValueStateDescriptor("lineage", Types.LONG()))
+        self._lineages: dict[tuple[str, str], int] = {}  # the same, for close() (no keyed state there)
+        self._adopted_now = False  # whether the last _publish adopted an operator's version
         # [pending updates, last publish ms, last active ms]
         self._meta = runtime_context.get_state(
             ValueStateDescriptor("meta", Types.PRIMITIVE_ARRAY(Types.LONG()))
@@ -179,7 +184,8 @@ class LearnerOperator(KeyedProcessFunction):
                 if learner is not None:
                     # No keyed state here (no current key): a version Redis already has stays.
                     publisher.publish(
-                        PolicyRecord.from_params(campaign_id, agent, learner.to_params(), updated_at_ms=now)
+                        PolicyRecord.from_params(campaign_id, agent, learner.to_params(), updated_at_ms=now),
+                        lineage=self._lineages.get((campaign_id, agent), 0),
                     )
             publisher.flush()
         except Exception:  # noqa: BLE001 - closing must not fail; Redis keeps the last publish
@@ -231,7 +237,7 @@ class LearnerOperator(KeyedProcessFunction):
         ):
             update = self._publish(campaign_id, agent, learner.to_params(), now)
             yield update
-            if update[OUTCOME_FIELD] == "adopt":
+            if update[OUTCOME_FIELD] == "adopt" and self._adopted_now:
                 # An operator's rollback replaced the params this batch was applied to: the batch
                 # goes on top of the adopted ones (updates since the key's last publish, at most a
                 # publish interval of them, are dropped with the params they were applied to).
@@ -320,6 +326,7 @@ class LearnerOperator(KeyedProcessFunction):
                 self._params.clear()
                 self._meta.clear()
                 self._drift.clear()
+                self._lineage.clear()
                 self._learners.forget(campaign_id, agent)
                 self._publish_timers.pop(key, None)
                 return
@@ -348,7 +355,9 @@ class LearnerOperator(KeyedProcessFunction):
 
         record = PolicyRecord.from_params(campaign_id, agent, params, updated_at_ms=int(time.time() * 1000))
         started = time.perf_counter()
-        outcome = self._publisher.publish(record)
+        lineage = self._lineage.value() or 0
+        self._lineages[(campaign_id, agent)] = lineage
+        outcome = self._publisher.publish(record, lineage=lineage)
         if outcome is Outcome.STALE and not self._held((campaign_id, agent)):
             # After a restore, Redis may hold a version published before the failure from rows the
             # checkpoint does not cover; the replay regroups them into other micro-batches, so its
@@ -368,9 +377,10 @@ class LearnerOperator(KeyedProcessFunction):
                 record = PolicyRecord.from_params(
                     campaign_id, agent, params, updated_at_ms=record.updated_at_ms
                 )
-                outcome = self._publisher.publish(record)
-        if outcome is Outcome.ADOPT:
-            record = self._adopt(campaign_id, agent) or record
+                outcome = self._publisher.publish(record, lineage=lineage)
+        adopted = self._adopt(campaign_id, agent) if outcome is Outcome.ADOPT else None
+        self._adopted_now = adopted is not None
+        record = adopted or record
         self._latency_ms = int((time.perf_counter() - started) * 1000)
         if outcome is Outcome.WRITTEN:
             self._published.inc()
@@ -391,9 +401,10 @@ class LearnerOperator(KeyedProcessFunction):
         )
 
     def _adopt(self, campaign_id: str, agent: str):
-        """An operator rolled the key back: its params become the version the rollback wrote (the
-        learner goes on learning from them), and the hold is lifted. Returns that record, or None
-        when Redis cannot tell now (the hold stays and the key's next publish tries again)."""
+        """An operator rolled the key back or promoted a candidate: the key's params become the
+        version it wrote, and the learner goes on learning from them. Returns that record, or
+        None when it is not adopted now (Redis did not answer: the key's next publish tries
+        again). The hold stays in Redis; the key's lineage (in keyed state) moves to it."""
         from state.policy_control import find_version
         from state.policy_store import PolicyStoreError
 
@@ -402,14 +413,19 @@ class LearnerOperator(KeyedProcessFunction):
             version = store.holds(campaign_id, agent).get("adopt")
             if version is None:
                 return None
-            record = find_version(store, campaign_id, agent, version)
-            if record is not None:
-                self._params.update(json.dumps(record.params, separators=(",", ":")))
-                self._learners.forget(campaign_id, agent)
-                self._adopted.inc()
-            # A version gone from the history cannot be adopted: lift the hold anyway, or the key
-            # would never publish again.
-            store.release(campaign_id, agent, "adopt", version)
-            return record
+            stored = store.get(campaign_id, agent)
+            record = stored if stored is not None and stored.version == version else None
+            if record is None:
+                record = find_version(store, campaign_id, agent, version)
         except (PolicyStoreError, ValueError):
             return None
+        self._lineage.update(version)
+        self._lineages[(campaign_id, agent)] = version
+        if record is None:
+            # The version is gone from Redis' history: the key keeps its params, and its lineage
+            # moves on so that it is not refused forever.
+            return None
+        self._params.update(json.dumps(record.params, separators=(",", ":")))
+        self._learners.forget(campaign_id, agent)
+        self._adopted.inc()
+        return record

@@ -24,6 +24,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
+from confluent_kafka import KafkaException
+
 from config import app as app_config
 from state import policy_control
 from state.codec import PolicyRecord
@@ -138,6 +141,12 @@ def cmd_unpin(cfg, store, args) -> None:
         print(f"{args.campaign}/{args.agent}: unpinned (was v{pinned}); the learners publish again")
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
+    return int(text)
+
+
 def _share(text: str) -> float:
     try:
         share = float(text)
@@ -199,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     versions = command(
         "versions", "list the versions kept, newest first, with what each earned", cmd_versions
     )
-    versions.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    versions.add_argument("--limit", type=_positive, default=20, help="at most this many (default 20)")
     command("show", "print a version's record and params as JSON", cmd_show, "the version (default: current)")
     rollback = command(
         "rollback",
@@ -237,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = app_config.load(args.config)
         with _store(cfg) as store:
             args.func(cfg, store, args)
-    except (ValueError, PolicyStoreError, RuntimeError) as e:
+    except (ValueError, PolicyStoreError, RuntimeError, OSError, redis.RedisError, KafkaException) as e:
         print(f"rollout: {e}", file=sys.stderr)
         return 2
     return 0

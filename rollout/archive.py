@@ -62,6 +62,7 @@ def find_in_topic(
                 and row.get("campaign_id") == campaign_id
                 and row.get("agent") == agent
                 and row.get("version") == version
+                and row.get("outcome") in ("written", "adopt")  # served, not refused or held back
                 and isinstance(row.get("params"), str)
             ):
                 found = PolicyRecord.from_params(

@@ -5,15 +5,18 @@ control's and the candidate's decisions, act on its decision, and write an audit
   adopt them (``policy_control.promote_candidate``);
 - **rollback**: the rollout ends and the control's params are published again under a new version
   that names the candidate (``rolled_back_from``, ``policy_control.reject_candidate``);
-- **extend**: nothing changes; an audit record at most every ``audit_interval_ms``.
+- **extend**: nothing changes; an audit record at most every ``audit_interval_ms``;
+- **superseded**: an operator ended or replaced the rollout before the decision was acted on;
+  nothing is done.
 
 The shadow's logged choices on the control's requests give off-policy estimates of the candidate
 (SNIPS and doubly robust, as ``learners.ope`` computes them from rows) before it serves anyone:
 with the shadow's action ``s`` drawn from the candidate on the request whose logged action ``a``
 had propensity ``p``, the weight ``1{s = a} / p`` is unbiased for the candidate's value.
 
-While the key's reward drift detector has fired since the rollout started, promotion is frozen:
-a drop of the control's reward would make any candidate look better.
+While the key's reward drift detector has fired since the rollout started, or an operator has
+pinned the key, promotion is frozen: a drop of the control's reward would make any candidate
+look better, and a pin means hands off.
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ class _KeyState:
 
 
 class RolloutController:
-    """Rollout decisions for many keys; state per key in memory (``state_of`` / ``restore`` move
-    it to and from JSON, e.g. Flink keyed state)."""
+    """Rollout decisions for many keys, their evidence per key in memory, reset when the key's
+    candidate changes."""
 
     def __init__(self, store: RedisPolicyStore, settings: ControllerSettings | None = None) -> None:
         self.store = store
@@ -154,7 +157,10 @@ class RolloutController:
         decision = state.test.look()
         now = int(time.time() * 1000) if now_ms is None else now_ms
         action = decision.action
-        frozen = action == "promote" and state.drifted
+        # A drift since the rollout started, or an operator's pin, freezes promotion.
+        frozen = action == "promote" and (
+            state.drifted or "pinned" in self.store.holds(*rollout.candidate.key)
+        )
         if frozen:
             action = "extend"
         if action == "extend" and now - state.last_audit_ms < self.settings.audit_interval_ms:
@@ -162,11 +168,12 @@ class RolloutController:
         before = self.store.get(*rollout.candidate.key)
         control_version = before.version if before is not None else 0
         new_version = None
-        if action == "promote":
-            new_version = policy_control.promote_candidate(self.store, rollout).version
-        elif action == "rollback":
-            written = policy_control.reject_candidate(self.store, rollout)
+        if action in ("promote", "rollback"):
+            act = policy_control.promote_candidate if action == "promote" else policy_control.reject_candidate
+            written = act(self.store, rollout)
             new_version = written.version if written is not None else None
+            if written is None and self.store.get_rollout(*rollout.candidate.key) != rollout:
+                action = "superseded"  # an operator ended or replaced the rollout meanwhile
         if action != "extend":
             self._keys.pop(rollout.candidate.key, None)
         else:

@@ -16,8 +16,11 @@ Decisions, per rollout (candidate mean ``c``, control mean ``k``, margin ``m``):
 
 - **promote** when the interval of ``c - k`` lies above 0 (better, at confidence 1 - α);
 - **roll back** when the interval of ``c - (1 - m) k`` lies below 0 (worse by more than ``m``);
-- **extend** otherwise, and while either arm has fewer than ``min_decisions`` decisions or
-  ``min_successes`` rewarded ones (the normal approximation needs them).
+- **extend** otherwise, and while either arm has fewer than ``min_decisions`` decisions or the
+  control fewer than ``min_successes`` rewarded ones (the normal approximation needs them). A
+  candidate with fewer rewarded decisions than that is judged with the larger of its variance and
+  the control's (its own would be near 0 and make any interval too narrow), and is not promoted:
+  a candidate that earns nothing is rolled back, not kept waiting.
 
 ``τ²`` is fixed once per rollout, at the first look past the minimums, to the variance of the
 difference then (the test is most sensitive near that sample size); a mixing variance chosen
@@ -131,9 +134,11 @@ class RolloutTest:
         """The decision on the evidence so far (the caller acts on promote and rollback)."""
         s, k, c = self.settings, self.control, self.candidate
         diff = c.mean - k.mean
-        ready = min(k.n, c.n) >= s.min_decisions and min(k.successes, c.successes) >= s.min_successes
-        variance = k.variance / k.n + c.variance / c.n if ready else 0.0
-        shifted = (1 - s.margin) ** 2 * k.variance / k.n + c.variance / c.n if ready else 0.0
+        ready = min(k.n, c.n) >= s.min_decisions and k.successes >= s.min_successes
+        rewarded = c.successes >= s.min_successes
+        candidate_variance = c.variance if rewarded else max(c.variance, k.variance)
+        variance = k.variance / k.n + candidate_variance / c.n if ready else 0.0
+        shifted = (1 - s.margin) ** 2 * k.variance / k.n + candidate_variance / c.n if ready else 0.0
         if not ready or variance <= 0 or shifted <= 0:
             return Decision("extend", k.mean, c.mean, diff, None, None, None, k.n, c.n)
         if self.tau2 is None:
@@ -142,7 +147,7 @@ class RolloutTest:
         _, margin_high = confidence_sequence(
             c.mean - (1 - s.margin) * k.mean, shifted, self.tau2_margin or shifted, s.alpha
         )
-        action = "promote" if low > 0 else "rollback" if margin_high < 0 else "extend"
+        action = "promote" if low > 0 and rewarded else "rollback" if margin_high < 0 else "extend"
         return Decision(action, k.mean, c.mean, diff, low, high, margin_high, k.n, c.n)
 
     def to_state(self) -> dict[str, Any]:

@@ -151,3 +151,60 @@ def wait_until_stable(
             return size
         time.sleep(1.0)
     raise TimeoutError(f"{topic} still growing after {timeout_s}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scripts.kafka_tools create-topics [--config F] [--partitions N]``: create the
+    config's input and output topics on its brokers (existing ones are left alone).
+    ``python -m scripts.kafka_tools wait-rows rewards [--min N] [--timeout S]``: wait until one of
+    the config's topics holds N committed rows (the job's output lands on checkpoints)."""
+    import argparse
+    import sys
+
+    from config import app as app_config
+
+    parser = argparse.ArgumentParser(prog="python -m scripts.kafka_tools", description="Kafka helpers")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-topics", help="create the config's input and output topics")
+    create.add_argument("--config", default=None, help="YAML app config (default flink-conf/adloop.yaml)")
+    create.add_argument("--partitions", type=int, default=2, help="partitions of each new topic (default 2)")
+    wait = commands.add_parser("wait-rows", help="wait until a topic of the config holds committed rows")
+    wait.add_argument("topic", help="the config's name of the topic: rewards, batches, dlq, late, ...")
+    wait.add_argument("--config", default=None, help="YAML app config (default flink-conf/adloop.yaml)")
+    wait.add_argument("--min", type=int, default=1, help="rows to wait for (default 1)")
+    wait.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = app_config.load(args.config)
+        settings = {k: v for k, v in cfg.kafka.librdkafka().items() if k != "bootstrap.servers"}
+        if args.command == "wait-rows":
+            if not hasattr(cfg.kafka, f"{args.topic}_topic"):
+                names = sorted(f.removesuffix("_topic") for f in vars(cfg.kafka) if f.endswith("_topic"))
+                raise ValueError(f"wait-rows: expected a topic name among {names}, found {args.topic!r}")
+            return _wait_rows(cfg.kafka.bootstrap_servers, cfg.kafka.topic(args.topic), args, settings)
+        topics = cfg.kafka.input_topics() + cfg.kafka.output_topics()
+        create_topics(cfg.kafka.bootstrap_servers, topics, partitions=args.partitions, config=settings)
+    except (ValueError, RuntimeError, TimeoutError) as e:
+        print(f"kafka_tools: {e}", file=sys.stderr)
+        return 2
+    print(f"kafka_tools: {len(topics)} topics on {cfg.kafka.bootstrap_servers}: {', '.join(topics)}")
+    return 0
+
+
+def _wait_rows(bootstrap: str, topic: str, args, config: Mapping[str, Any]) -> int:
+    import sys
+
+    deadline = time.monotonic() + args.timeout
+    rows = 0
+    while time.monotonic() < deadline:
+        rows = len(read_all(bootstrap, topic, config=config))
+        print(f"kafka_tools: {topic}: {rows} committed rows (waiting for {args.min})", file=sys.stderr)
+        if rows >= args.min:
+            return 0
+        time.sleep(5.0)
+    print(f"kafka_tools: {topic}: {rows} committed rows after {args.timeout:g} s", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -57,7 +57,7 @@ class PendingPublisher:
         self.store = store
         self.retry_interval_s = retry_interval_s
         self._clock = clock
-        self._pending: dict[PolicyKey, PolicyRecord] = {}
+        self._pending: dict[PolicyKey, tuple[PolicyRecord, int]] = {}  # record, lineage
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self.last_error: PolicyStoreUnavailable | PolicyStoreAuthError | None = None
@@ -70,16 +70,18 @@ class PendingPublisher:
 
     def pending_record(self, campaign_id: str, agent: str) -> PolicyRecord | None:
         """The record held for a key, if any."""
-        return self._pending.get((campaign_id, agent))
+        held = self._pending.get((campaign_id, agent))
+        return held[0] if held is not None else None
 
-    def publish(self, record: PolicyRecord) -> Outcome:
+    def publish(self, record: PolicyRecord, *, lineage: int = 0) -> Outcome:
         """Publish ``record`` now, or hold it (replacing an older held record of the same key).
 
         Held records are written first when the retry interval has passed. A record older than the
-        one already held for its key is ``STALE``: it would never be written.
+        one already held for its key is ``STALE``: it would never be written. ``lineage``: see
+        :meth:`RedisPolicyStore.write`.
         """
         with self._lock:
-            held = self._hold(record)
+            held = self._hold(record, lineage)
             outcomes = {} if self._clock() < self._retry_at else self._flush_locked()
             if not held:
                 return Outcome.STALE
@@ -92,18 +94,19 @@ class PendingPublisher:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _hold(self, record: PolicyRecord) -> bool:
+    def _hold(self, record: PolicyRecord, lineage: int) -> bool:
         current = self._pending.get(record.key)
-        if current is not None and record.version <= current.version:
+        if current is not None and record.version <= current[0].version:
             return False
-        self._pending[record.key] = record
+        self._pending[record.key] = (record, lineage)
         return True
 
     def _flush_locked(self) -> dict[PolicyKey, Outcome]:
         outcomes: dict[PolicyKey, Outcome] = {}
         for key in list(self._pending):
             try:
-                write = self.store.write(self._pending[key])
+                record, lineage = self._pending[key]
+                write = self.store.write(record, lineage=lineage)
             except (PolicyStoreUnavailable, PolicyStoreAuthError) as exc:
                 # A permission taken away at run time (NOPERM) is held and retried like an outage:
                 # the job keeps running and its newest policies wait in memory and in Flink state.

@@ -41,21 +41,25 @@ def find_version(store: RedisPolicyStore, campaign_id: str, agent: str, version:
     return next((r for r in store.history(campaign_id, agent) if r.version == version), None)
 
 
-_ROLLBACKS = (WriteMode.ROLLBACK, WriteMode.REPUBLISH)
-
-
 def republish(
-    store: RedisPolicyStore, source: PolicyRecord, mode: WriteMode, *, rolled_back_from: int | None = None
+    store: RedisPolicyStore,
+    source: PolicyRecord,
+    mode: WriteMode,
+    *,
+    rolled_back_from: int | None = None,
+    above: int = 0,
 ) -> PolicyRecord:
-    """Write ``source``'s params under a version above the stored one (and above
-    ``rolled_back_from``), as ``mode``. A rollback names the version it replaced:
-    ``rolled_back_from``, or by default the stored one. Returns the record written."""
+    """Write ``source``'s params under a version above the stored one (and above ``above``), as
+    ``mode``. A rollback names the version it replaced: ``rolled_back_from``, or for
+    ``WriteMode.ROLLBACK`` by default the stored one. Returns the record written."""
     campaign_id, agent = source.key
     for _ in range(_ATTEMPTS):
         stored = store.get(campaign_id, agent)
         current = stored.version if stored is not None else 0
-        version = max(current, source.version, rolled_back_from or 0) + 1
-        replaced = rolled_back_from if rolled_back_from is not None else current
+        version = max(current, source.version, above) + 1
+        replaced = rolled_back_from
+        if replaced is None and mode is WriteMode.ROLLBACK and stored is not None:
+            replaced = current
         record = PolicyRecord(
             campaign_id,
             agent,
@@ -65,7 +69,7 @@ def republish(
             {**source.params, "version": version},
             int(time.time() * 1000),
             republished_from=source.version,
-            rolled_back_from=replaced if mode in _ROLLBACKS and replaced else None,
+            rolled_back_from=replaced,
         )
         if store.write(record, mode).written:
             return record
@@ -97,24 +101,44 @@ def unpin(store: RedisPolicyStore, campaign_id: str, agent: str) -> int | None:
 
 
 def start_rollout(store: RedisPolicyStore, source: PolicyRecord, share: float, shadow: bool) -> Rollout:
-    """Make ``source``'s params the key's candidate, numbered above the stored version, serving
-    ``share`` of the requests (0: shadow only). Replaces a running rollout of the key."""
+    """Make ``source``'s params the key's candidate, serving ``share`` of the requests (0: shadow
+    only); it replaces a running rollout of the key. The candidate's version is reserved: the
+    control's params are published again right above it, so the learners, whose versions only go
+    up from the stored one, never reuse it, and a reward row's ``policy_version`` tells the arms
+    apart. A candidate of another learner than the control's is refused: promoted, the job's
+    learners could not take its params over."""
     campaign_id, agent = source.key
-    stored = store.get(campaign_id, agent)
-    version = max(stored.version if stored is not None else 0, source.version) + 1
-    candidate = PolicyRecord(
-        campaign_id,
-        agent,
-        version,
-        source.learner,
-        source.schema_version,
-        {**source.params, "version": version},
-        int(time.time() * 1000),
-        republished_from=source.version,
+    for _ in range(_ATTEMPTS):
+        stored = store.get(campaign_id, agent)
+        if stored is not None and stored.learner != source.learner:
+            raise ValueError(
+                f"candidate for {campaign_id}/{agent}: expected params of the control's learner "
+                f"{stored.learner!r}, found {source.learner!r}"
+            )
+        version = max(stored.version if stored is not None else 0, source.version) + 1
+        if stored is not None:
+            reserved = republish(store, stored, WriteMode.REPUBLISH, above=version)
+            if (
+                reserved.version != version + 1
+                or find_version(store, campaign_id, agent, version) is not None
+            ):
+                continue  # a learner wrote meanwhile: the version may be taken, take the next one
+        candidate = PolicyRecord(
+            campaign_id,
+            agent,
+            version,
+            source.learner,
+            source.schema_version,
+            {**source.params, "version": version},
+            int(time.time() * 1000),
+            republished_from=source.version,
+        )
+        rollout = Rollout(candidate, float(share), bool(shadow))
+        store.set_rollout(rollout)
+        return rollout
+    raise RuntimeError(
+        f"start_rollout {campaign_id}/{agent}: the stored version kept moving ({_ATTEMPTS} attempts)"
     )
-    rollout = Rollout(candidate, float(share), bool(shadow))
-    store.set_rollout(rollout)
-    return rollout
 
 
 def set_share(store: RedisPolicyStore, campaign_id: str, agent: str, share: float) -> Rollout:
@@ -123,7 +147,8 @@ def set_share(store: RedisPolicyStore, campaign_id: str, agent: str, share: floa
     if current is None:
         raise ValueError(f"{campaign_id}/{agent} has no rollout: start one with a candidate first")
     rollout = Rollout(current.candidate, float(share), current.shadow)
-    store.set_rollout(rollout)
+    if not store.set_rollout(rollout, expect=current.candidate.version):
+        raise ValueError(f"{campaign_id}/{agent}: the rollout changed meanwhile; look again")
     return rollout
 
 
@@ -134,21 +159,24 @@ def end_rollout(store: RedisPolicyStore, campaign_id: str, agent: str) -> Rollou
     return current
 
 
-def promote_candidate(store: RedisPolicyStore, rollout: Rollout) -> PolicyRecord:
-    """The candidate won: its params become the control's, under a new version, the learners
-    adopt them and learn on from there, and the rollout ends."""
-    record = republish(store, rollout.candidate, WriteMode.PROMOTE)
-    store.clear_rollout(*rollout.candidate.key)
-    return record
+def promote_candidate(store: RedisPolicyStore, rollout: Rollout) -> PolicyRecord | None:
+    """The candidate won: the rollout ends, its params become the control's under a new version,
+    and the learners adopt them and learn on from there. ``None`` (nothing done) when the key's
+    running rollout is no longer this one."""
+    if not store.clear_rollout(*rollout.candidate.key, expect=rollout.candidate.version):
+        return None
+    return republish(store, rollout.candidate, WriteMode.PROMOTE)
 
 
 def reject_candidate(store: RedisPolicyStore, rollout: Rollout) -> PolicyRecord | None:
     """The candidate lost: the rollout ends and the control's params are published again under a
-    new version that names the candidate (``rolled_back_from``). ``None`` when the key has no
-    control policy to republish (the rollout still ends)."""
+    new version that names the candidate (``rolled_back_from``). ``None`` when the key's running
+    rollout is no longer this one (nothing done), or has no control policy to republish."""
     campaign_id, agent = rollout.candidate.key
-    store.clear_rollout(campaign_id, agent)
+    if not store.clear_rollout(campaign_id, agent, expect=rollout.candidate.version):
+        return None
     control = store.get(campaign_id, agent)
     if control is None:
         return None
-    return republish(store, control, WriteMode.REPUBLISH, rolled_back_from=rollout.candidate.version)
+    version = rollout.candidate.version
+    return republish(store, control, WriteMode.REPUBLISH, rolled_back_from=version, above=version)

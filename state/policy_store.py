@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 
 # KEYS[1] policy hash, KEYS[2] stream, KEYS[3] the key's history stream, KEYS[4] its control hash.
 # ARGV: version, record JSON, stream maxlen, campaign, agent, updated_at, channel, pub/sub payload,
-# history maxlen, mode.
+# history maxlen, mode, lineage.
 # Mode 'learner' (the job) is refused while an operator holds the key: {3, version} while the
-# learners must adopt a rolled-back or promoted version, {2, version} while a version is pinned.
+# learners' params do not descend from the latest rolled-back or promoted version ('adopt' above
+# the write's lineage, the version the learners last adopted: the hold stays, so a job restored
+# from a checkpoint taken before its adoption adopts again), {2, version} while a version is pinned.
 # Modes 'rollback', 'promote' and 'pin' (an operator, the rollout controller) write past those
 # holds and set theirs; 'republish' writes past them and sets none.
 # Returns {1, stream id} when written, {0, stored version} when the stored version is not lower.
@@ -47,7 +49,7 @@ PUBLISH_LUA = """
 local mode = ARGV[10]
 if mode == 'learner' then
   local adopt = redis.call('HGET', KEYS[4], 'adopt')
-  if adopt then
+  if adopt and tonumber(adopt) > tonumber(ARGV[11]) then
     return {3, adopt}
   end
   local pinned = redis.call('HGET', KEYS[4], 'pinned')
@@ -75,12 +77,16 @@ return {1, id}
 
 # KEYS[1] the key's rollout hash, KEYS[2] the notification stream.
 # ARGV: candidate record JSON ("" clears the rollout), share, shadow, stream maxlen, campaign,
-# agent, candidate version, updated_at, channel, pub/sub payload.
+# agent, candidate version, updated_at, channel, pub/sub payload, expected candidate version ("":
+# any). Returns 0, changing nothing, when the running rollout's candidate is not the expected one.
 ROLLOUT_LUA = """
+if ARGV[11] ~= '' and redis.call('HGET', KEYS[1], 'version') ~= ARGV[11] then
+  return 0
+end
 if ARGV[1] == '' then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], 'candidate', ARGV[1], 'share', ARGV[2], 'shadow', ARGV[3])
+  redis.call('HSET', KEYS[1], 'candidate', ARGV[1], 'share', ARGV[2], 'shadow', ARGV[3], 'version', ARGV[7])
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'campaign', ARGV[5], 'agent', ARGV[6],
   'version', ARGV[7], 'updated_at', ARGV[8], 'kind', 'rollout')
@@ -264,8 +270,10 @@ class RedisPolicyStore:
         """
         return self.write(record).written
 
-    def write(self, record: PolicyRecord, mode: WriteMode = WriteMode.LEARNER) -> Write:
-        """Write ``record`` as :meth:`publish` does, as ``mode``; it also joins the key's history."""
+    def write(self, record: PolicyRecord, mode: WriteMode = WriteMode.LEARNER, *, lineage: int = 0) -> Write:
+        """Write ``record`` as :meth:`publish` does, as ``mode``; it also joins the key's history.
+        ``lineage``: the rolled-back or promoted version the learners' params descend from (0:
+        none); a learner write is refused while the key's ``adopt`` hold names a later one."""
         if not isinstance(record, PolicyRecord):
             raise ValueError(
                 f"RedisPolicyStore.publish: expected a PolicyRecord; got {type(record).__name__}"
@@ -283,6 +291,7 @@ class RedisPolicyStore:
             note.to_json(),
             self.history_len,
             mode.value,
+            lineage,
         ]
         keys = [
             self.keys.policy(campaign_id, agent),
@@ -325,15 +334,17 @@ class RedisPolicyStore:
                 log.warning("RedisPolicyStore: skipping history entry %s: %s", _id(entry_id), exc)
         return out
 
-    def set_rollout(self, rollout: Rollout) -> None:
-        """Start or change the rollout of the candidate's key, and notify subscribers."""
-        self._write_rollout(rollout.candidate.key, rollout)
+    def set_rollout(self, rollout: Rollout, *, expect: int | None = None) -> bool:
+        """Start or change the rollout of the candidate's key, and notify subscribers; with
+        ``expect``, only if the running rollout's candidate has that version (returns whether)."""
+        return self._write_rollout(rollout.candidate.key, rollout, expect)
 
-    def clear_rollout(self, campaign_id: str, agent: str) -> None:
-        """End the key's rollout (all its requests go to the control), and notify subscribers."""
-        self._write_rollout((campaign_id, agent), None)
+    def clear_rollout(self, campaign_id: str, agent: str, *, expect: int | None = None) -> bool:
+        """End the key's rollout (all its requests go to the control), and notify subscribers;
+        with ``expect``, only if the running rollout's candidate has that version."""
+        return self._write_rollout((campaign_id, agent), None, expect)
 
-    def _write_rollout(self, key: PolicyKey, rollout: Rollout | None) -> None:
+    def _write_rollout(self, key: PolicyKey, rollout: Rollout | None, expect: int | None) -> bool:
         campaign_id, agent = key
         now = int(time.time() * 1000)
         version = rollout.candidate.version if rollout is not None else 0
@@ -349,9 +360,13 @@ class RedisPolicyStore:
             now,
             self.keys.channel,
             note.to_json(),
+            "" if expect is None else str(expect),
         ]
         with self._errors("rollout"):
-            self._rollout_script(keys=[self.keys.rollout(campaign_id, agent), self.keys.stream], args=args)
+            done: Any = self._rollout_script(
+                keys=[self.keys.rollout(campaign_id, agent), self.keys.stream], args=args
+            )
+        return bool(done)
 
     def get_rollout(self, campaign_id: str, agent: str) -> Rollout | None:
         """The key's rollout, or ``None``; a corrupt one is a ValueError."""

@@ -60,6 +60,9 @@ class Bid:
     policy_version: int
     source: str
     capped: bool  # the caps lowered the agent's bid
+    rollout: str | None = None  # as Choice's, while the bid agent has a rollout
+    shadow_action: ArmID | None = None
+    shadow_propensity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,33 +370,56 @@ class ServingClient:
         found = self._rollouts.get((campaign_id, agent))
         return found[0] if found is not None else None
 
-    def segment(self, campaign_id: str, features: Sequence[float], n_segments: int) -> Choice:
+    def segment(
+        self, campaign_id: str, features: Sequence[float], n_segments: int, *, request_id: str | None = None
+    ) -> Choice:
         """The segment agent's segment of a user: the label (``k0`` ...) of the centre nearest to
         the user's ``features`` (the impression's feature vector), propensity 1; a uniform label
         while the campaign has no segment policy. Pass it on as ``context["segment"]`` to the
-        creative and bid agents, and log it as the record's ``segment``."""
+        creative and bid agents, and log it as the record's ``segment``. ``request_id``: as in
+        :meth:`choose`, for a rollout of the segment agent."""
         from learners.segment_agent import segment_labels
 
-        return self.choose(campaign_id, "segment", {"features": list(features)}, segment_labels(n_segments))
+        labels = segment_labels(n_segments)
+        return self.choose(
+            campaign_id, "segment", {"features": list(features)}, labels, request_id=request_id
+        )
 
     def bid(
-        self, campaign_id: str, context: Mapping[str, Any], base_bid: float, multipliers: Sequence[ArmID]
+        self,
+        campaign_id: str,
+        context: Mapping[str, Any],
+        base_bid: float,
+        multipliers: Sequence[ArmID],
+        *,
+        request_id: str | None = None,
     ) -> Bid:
         """The bid agent's multiplier on ``base_bid``, capped at ``caps.max_bid`` and the budget left.
 
         ``context`` must hold ``remaining_budget`` (the campaign's); it is passed to the agent with
-        ``base_bid`` added. A bid of 0 means: do not bid.
+        ``base_bid`` added. A bid of 0 means: do not bid. ``request_id``: as in :meth:`choose`, for
+        a rollout of the bid agent (the bid says which arm served it).
         """
         if "remaining_budget" not in context:
             raise ValueError(
                 f"ServingClient.bid: context must contain 'remaining_budget'; got keys {sorted(context)}"
             )
         remaining = float(context["remaining_budget"])
-        choice = self.choose(campaign_id, self.bid_agent, {**context, "base_bid": base_bid}, multipliers)
+        choice = self.choose(
+            campaign_id, self.bid_agent, {**context, "base_bid": base_bid}, multipliers, request_id=request_id
+        )
         amount = capped_bid(self.caps, base_bid, choice.action, remaining)
         raw = base_bid * float(choice.action)
         return Bid(
-            amount, choice.action, choice.propensity, choice.policy_version, choice.source, amount < raw
+            amount,
+            choice.action,
+            choice.propensity,
+            choice.policy_version,
+            choice.source,
+            amount < raw,
+            choice.rollout,
+            choice.shadow_action,
+            choice.shadow_propensity,
         )
 
     def remaining_budget(

@@ -57,14 +57,15 @@ def test_rollback_writes_the_old_params_under_a_higher_version_and_the_learners_
     assert rolled.params == {**good.params, "version": 4}
     assert store.get("c01", "creative") == rolled
     assert store.holds("c01", "creative") == {"adopt": 4}
-    # The learners' newest params (v5, learned from v3) are refused until they adopt v4.
+    # The learners' newest params (v5, learned from v3) are refused until they descend from v4;
+    # the hold stays, so learners restored from before their adoption are refused again.
     refused = store.write(ts_record("c01", "creative", 5))
     assert (refused.status, refused.held) == ("adopt", 4)
+    assert store.write(ts_record("c01", "creative", 5), lineage=3).status == "adopt"
     assert store.get("c01", "creative").version == 4
-    assert store.release("c01", "creative", "adopt", 3) is False  # not the held version
-    assert store.release("c01", "creative", "adopt", 4) is True
-    assert store.holds("c01", "creative") == {}
-    assert store.publish(ts_record("c01", "creative", 5)) is True
+    assert store.write(ts_record("c01", "creative", 5), lineage=4).status == "written"
+    assert store.holds("c01", "creative") == {"adopt": 4}
+    assert store.write(ts_record("c01", "creative", 6)).status == "adopt"  # lineage 0: before it
 
 
 def test_a_pin_refuses_the_learners_until_unpinned_and_survives_a_new_store(services, store):

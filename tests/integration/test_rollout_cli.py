@@ -6,8 +6,10 @@ serving client), unpin."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bench import replay_trials
@@ -15,14 +17,17 @@ from config import app as app_config
 from jobs import feedback_job
 from rollout.__main__ import main as cli
 from scripts import kafka_tools
+from scripts.pyflink_env import script_environ
 from sim.config import SimConfig
 from sim.simulator import Simulator
 from sim.writers import KafkaWriter
+from sql import client_init
 from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 from tests.integration.configs import job_config
 from tests.integration.test_restart_and_outage import _completed_checkpoints, _latest_checkpoint_number
 
+ROOT = Path(__file__).resolve().parents[2]
 SIM = SimConfig(days=1, n_users=300, requests_per_day=2_500, late_rate=0.0, n_campaigns=1)
 WAIT_S = 600.0
 AGENT = "creative"
@@ -146,13 +151,13 @@ def test_every_cli_command_on_a_live_job(services, unique_prefix, tmp_path: Path
             lambda: [(u["version"], u["outcome"]) for u in new_rows(0)],
         )
         assert any(u["outcome"] == "adopt" for u in new_rows(seen)), new_rows(seen)
-        assert store.holds(campaign, AGENT) == {}
+        assert store.holds(campaign, AGENT) == {"adopt": rolled.version}  # kept: the learners' floor
 
         # pin: publication stops; the learners keep learning (their refused params are on the topic)
         pinned = json.loads(run("show", campaign, AGENT))
         out = run("pin", campaign, AGENT)
         pin_version = version()
-        assert store.holds(campaign, AGENT) == {"pinned": pin_version}, out
+        assert store.holds(campaign, AGENT) == {"adopt": rolled.version, "pinned": pin_version}, out
         seen = len(_updates(bootstrap, cfg))
         write(parts[3])
         wait_for(
@@ -185,7 +190,7 @@ def test_every_cli_command_on_a_live_job(services, unique_prefix, tmp_path: Path
 
         # unpin: the learners' newest params are published again, above the pinned version
         run("unpin", campaign, AGENT)
-        assert store.holds(campaign, AGENT) == {}
+        assert store.holds(campaign, AGENT) == {"adopt": rolled.version}
         write(parts[5])
         wait_for(lambda: version() > pin_version, WAIT_S, "a publish after the unpin")
         assert client.wait_for_version(campaign, AGENT, version(), timeout_s=30)
@@ -212,6 +217,45 @@ def test_every_cli_command_on_a_live_job(services, unique_prefix, tmp_path: Path
         assert from_topic["params"] == latest.params
         assert cli(["--config", str(config_file), "show", campaign, AGENT, "--version", "999999"]) == 2
         assert "no version 999999" in capsys.readouterr().err
+
+        # candidate, share, end: a rollout beside the live control, followed by the serving client
+        out = run("candidate", campaign, AGENT, "--version", str(early.version), "--share", "0.2", "--shadow")
+        rollout = store.get_rollout(campaign, AGENT)
+        assert rollout is not None and (rollout.share, rollout.shadow) == (0.2, True), out
+        assert (
+            rollout.candidate.republished_from == early.version and rollout.candidate.version > final.version
+        )
+        wait_for(lambda: client.rollout(campaign, AGENT) == rollout, 30, "the client to follow the rollout")
+        arms = sorted(early.params["arms"])
+        served = [client.choose(campaign, AGENT, {}, arms, request_id=f"q{i}") for i in range(2_000)]
+        assert {c.rollout for c in served} == {"control", "candidate"}
+        assert {c.policy_version for c in served if c.rollout == "candidate"} == {rollout.candidate.version}
+        assert all(c.shadow_action is not None for c in served if c.rollout == "control")
+        assert "serving 20%, shadow on" in run("versions", campaign, AGENT)
+        run("share", campaign, AGENT, "0.5")
+        assert store.get_rollout(campaign, AGENT).share == 0.5
+        with pytest.raises(SystemExit) as refused:  # argparse: a one-line usage error, status 2
+            cli(["--config", str(config_file), "share", campaign, AGENT, "1.5"])
+        assert refused.value.code == 2
+        params_file = tmp_path / "candidate.json"
+        params_file.write_text(json.dumps(latest.params))
+        run("candidate", campaign, AGENT, "--params", str(params_file), "--share", "0")
+        assert store.get_rollout(campaign, AGENT).candidate.params["stats"] == latest.params["stats"]
+        assert "ended" in run("end", campaign, AGENT)
+        assert store.get_rollout(campaign, AGENT) is None
+        wait_for(lambda: client.rollout(campaign, AGENT) is None, 30, "the client to drop the rollout")
+
+        # the SQL client lists the versions the job published, from the policy-updates topic
+        init = tmp_path / "init.sql"
+        init.write_text(client_init.render(cfg))
+        query = ROOT / "sql" / "queries" / "policy_versions.sql"
+        command = [str(ROOT / "scripts" / "sql_client.sh"), "-i", str(init), "-f", str(query)]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=script_environ())
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines()]
+        listed = {int(r[2]) for r in rows if len(r) > 2 and (r[0], r[1]) == (campaign, AGENT)}
+        written = {u["version"] for u in _updates(bootstrap, cfg) if u["outcome"] in ("written", "adopt")}
+        assert listed == written, (sorted(listed), sorted(written))
     finally:
         if client is not None:
             client.stop()

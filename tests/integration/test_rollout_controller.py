@@ -16,6 +16,7 @@ from rollout.sequential import ArmTotals
 from state import policy_control
 from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
+from tests.integration.test_policy_store import ts_record
 from tests.integration.test_rollout_serving import greedy
 
 
@@ -60,7 +61,7 @@ def test_a_bad_candidate_is_rolled_back_and_subscribers_go_back_to_the_control(s
         audits = _run(controller, rollout, np.random.default_rng(1), (0.04, 0.01))
         final = audits[-1]
         assert final.decision == "rollback", final
-        assert final.candidate_version == 8 and final.control_version == 7
+        assert final.candidate_version == 8 and final.control_version == 9  # v7 again, above v8
         assert (
             final.margin_high is not None
             and final.margin_high < 0
@@ -72,10 +73,11 @@ def test_a_bad_candidate_is_rolled_back_and_subscribers_go_back_to_the_control(s
         )
         assert store.get_rollout("c01", "creative") is None
         republished = store.get("c01", "creative")
-        assert (republished.version, republished.republished_from, republished.rolled_back_from) == (9, 7, 8)
-        assert final.new_version == 9 and store.holds("c01", "creative") == {}
+        assert (republished.version, republished.republished_from, republished.rolled_back_from) == (10, 9, 8)
+        assert republished.params == {**greedy("c01", "a", 7).params, "version": 10}
+        assert final.new_version == 10 and store.holds("c01", "creative") == {}
         deadline = time.monotonic() + 10
-        while client.rollout("c01", "creative") is not None or client.version("c01", "creative") < 9:
+        while client.rollout("c01", "creative") is not None or client.version("c01", "creative") < 10:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert client.choose("c01", "creative", {}, ["a", "b", "c"], request_id="r1").action == "a"
@@ -97,6 +99,23 @@ def test_a_good_candidate_is_promoted_and_the_learners_must_adopt_it(store):
     assert store.holds("c02", "creative") == {"adopt": promoted.version}
     assert store.write(greedy("c02", "a", promoted.version + 5)).status == "adopt"
     assert store.get_rollout("c02", "creative") is None
+
+
+def test_a_rollout_an_operator_ended_meanwhile_is_left_alone_and_a_pin_freezes_promotion(store):
+    store.publish(greedy("c04", "a", 4))
+    rollout = policy_control.start_rollout(store, greedy("c04", "b", 2), share=0.1, shadow=False)
+    controller = RolloutController(store, ControllerSettings(audit_interval_ms=10**9))
+    policy_control.end_rollout(store, "c04", "creative")
+    replaced = policy_control.start_rollout(store, greedy("c04", "c", 2), share=0.2, shadow=False)
+    audit = _run(controller, rollout, np.random.default_rng(3), (0.04, 0.005))[-1]
+    assert audit.decision == "superseded" and audit.new_version is None
+    assert store.get_rollout("c04", "creative") == replaced  # the operator's new rollout stands
+    policy_control.pin(store, store.get("c04", "creative"))
+    pinned = RolloutController(store, ControllerSettings(audit_interval_ms=0))
+    audits = _run(pinned, replaced, np.random.default_rng(4), (0.03, 0.06), limit=400)
+    assert {a.decision for a in audits} == {"extend"} and audits[-1].frozen
+    with pytest.raises(ValueError, match="expected params of the control's learner 'EpsilonGreedy'"):
+        policy_control.start_rollout(store, ts_record("c04", "creative", 1), share=0.1, shadow=False)
 
 
 def test_a_drift_freezes_promotion(store):

@@ -61,6 +61,8 @@ def test_the_candidate_serves_its_share_by_request_id_and_the_control_logs_its_s
         assert client.wait_for_version("c01", "creative", 5, timeout_s=10)
         rollout = policy_control.start_rollout(store, greedy("c01", "c", 1), share=0.1, shadow=True)
         assert rollout.candidate.version == 6 and rollout.candidate.republished_from == 1
+        # v6 is reserved: the control's params were published again as v7, above it
+        assert (store.get("c01", "creative").version, store.get("c01", "creative").republished_from) == (7, 5)
         _wait(lambda: client.rollout("c01", "creative") == rollout, "the rollout")
 
         choices = [client.choose("c01", "creative", {}, ARMS, request_id=f"r{i}") for i in range(N)]
@@ -70,7 +72,7 @@ def test_the_candidate_serves_its_share_by_request_id_and_the_control_logs_its_s
         assert abs(len(candidate) - 0.1 * N) < 5 * math.sqrt(N * 0.1 * 0.9), len(candidate)
         assert len(candidate) + len(control) == N
         assert all((c.action, c.policy_version, c.shadow_action) == ("c", 6, None) for c in candidate)
-        assert all((c.action, c.policy_version) == ("a", 5) for c in control)
+        assert all((c.action, c.policy_version) == ("a", 7) for c in control)
         assert all((c.shadow_action, c.shadow_propensity) == ("c", 1.0) for c in control)
         # The split is the documented hash, stable across calls and nodes.
         for i, choice in enumerate(choices[:500]):

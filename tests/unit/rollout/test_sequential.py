@@ -34,10 +34,22 @@ def test_it_extends_until_both_arms_have_the_minimum_evidence():
     test.candidate.add(199, 0, 0, 0)  # far worse, but too few decisions yet
     assert test.look().action == "extend" and test.tau2 is None
     test.candidate.add(1, 0, 0, 0)
-    assert test.look().action == "extend"  # no rewarded decision: no normal approximation
-    test.candidate.add(400, 6, 6, 6)
-    decision = test.look()
+    decision = test.look()  # no rewarded decision: judged with the control's variance
     assert decision.action == "rollback" and decision.margin_high is not None and decision.margin_high < 0
+
+
+def test_a_candidate_that_earns_nothing_is_rolled_back_and_one_with_few_rewards_never_promoted():
+    test = RolloutTest()
+    test.control.add(1_000_000, 30_000, 30_000, 30_000)
+    test.candidate.add(200_000, 4, 4, 4)
+    assert test.look().action == "rollback"
+    lucky = RolloutTest()
+    lucky.control.add(10_000, 1, 1, 1)  # the control too earns next to nothing
+    lucky.candidate.add(300, 4, 4, 4)
+    assert lucky.look().action == "extend"  # the control lacks rewarded decisions: no decision
+    lucky.control.add(10_000, 10, 10, 10)
+    lucky.candidate.add(0, 0, 0, 0)
+    assert lucky.look().action != "promote"  # 4 rewarded decisions: too few to promote
 
 
 def test_a_clearly_better_candidate_is_promoted_and_a_clearly_worse_one_rolled_back():
