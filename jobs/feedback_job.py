@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -199,14 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     from connect.preflight import KafkaAccessError
     from state.policy_store import PolicyStoreAuthError
 
+    # Under `flink run` the job runs on the cluster; here it runs on a local mini-cluster that lives
+    # as long as this process, so an unbounded job keeps the process until it is stopped.
+    local = "PYFLINK_GATEWAY_PORT" not in os.environ
     try:
         cfg = app_config.load(args.config)
         if args.bounded:
             cfg = cfg.replace(kafka={"bounded": True})
-        run(cfg)
+        if local and not cfg.kafka.bounded:
+            print("feedback_job: running on the local mini-cluster until stopped (Ctrl-C)", file=sys.stderr)
+        run(cfg, wait=True if local else None)
     except (ValueError, KafkaAccessError, PolicyStoreAuthError, planner.UnsupportedFlinkVersion) as e:
         print(f"feedback_job: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -80,6 +80,9 @@ def free_port() -> int:
 
 def ensure_port_free(port: int, what: str) -> None:
     with socket.socket() as s:
+        # Connections of a server stopped a moment ago linger in TIME_WAIT; the servers bind with
+        # SO_REUSEADDR, so only a listening socket makes the port taken.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

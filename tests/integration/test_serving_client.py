@@ -196,10 +196,11 @@ def _write_raw(store: RedisPolicyStore, record: PolicyRecord, text: str) -> None
     from state.codec import Notification
 
     args = [record.version, text, 1000, record.campaign_id, record.agent, record.updated_at_ms,
-            store.keys.channel, Notification.of(record).to_json()]  # fmt: skip
-    store._publish_script(
-        keys=[store.keys.policy(record.campaign_id, record.agent), store.keys.stream], args=args
-    )
+            store.keys.channel, Notification.of(record).to_json(), 1000, "learner", 0]  # fmt: skip
+    keys = [store.keys.policy(record.campaign_id, record.agent), store.keys.stream,
+            store.keys.history(record.campaign_id, record.agent),
+            store.keys.control(record.campaign_id, record.agent)]  # fmt: skip
+    store._publish_script(keys=keys, args=args)
 
 
 def test_refuses_non_finite_params_and_a_future_stamp_and_keeps_serving_the_last_good(
