@@ -41,6 +41,21 @@ def find_version(store: RedisPolicyStore, campaign_id: str, agent: str, version:
     return next((r for r in store.history(campaign_id, agent) if r.version == version), None)
 
 
+def _renumbered(source: PolicyRecord, version: int, *, rolled_back_from: int | None = None) -> PolicyRecord:
+    """``source``'s params under ``version``, stamped now, naming the version they came from."""
+    return PolicyRecord(
+        source.campaign_id,
+        source.agent,
+        version,
+        source.learner,
+        source.schema_version,
+        {**source.params, "version": version},
+        int(time.time() * 1000),
+        republished_from=source.version,
+        rolled_back_from=rolled_back_from,
+    )
+
+
 def republish(
     store: RedisPolicyStore,
     source: PolicyRecord,
@@ -60,17 +75,7 @@ def republish(
         replaced = rolled_back_from
         if replaced is None and mode is WriteMode.ROLLBACK and stored is not None:
             replaced = current
-        record = PolicyRecord(
-            campaign_id,
-            agent,
-            version,
-            source.learner,
-            source.schema_version,
-            {**source.params, "version": version},
-            int(time.time() * 1000),
-            republished_from=source.version,
-            rolled_back_from=replaced,
-        )
+        record = _renumbered(source, version, rolled_back_from=replaced)
         if store.write(record, mode).written:
             return record
     raise RuntimeError(
@@ -123,16 +128,7 @@ def start_rollout(store: RedisPolicyStore, source: PolicyRecord, share: float, s
                 or find_version(store, campaign_id, agent, version) is not None
             ):
                 continue  # a learner wrote meanwhile: the version may be taken, take the next one
-        candidate = PolicyRecord(
-            campaign_id,
-            agent,
-            version,
-            source.learner,
-            source.schema_version,
-            {**source.params, "version": version},
-            int(time.time() * 1000),
-            republished_from=source.version,
-        )
+        candidate = _renumbered(source, version)
         rollout = Rollout(candidate, float(share), bool(shadow))
         store.set_rollout(rollout)
         return rollout

@@ -37,3 +37,14 @@ def unique_prefix(request) -> str:
     """A topic / key prefix no other test uses: ``t<8 hex>.<test name>.``"""
     name = request.node.name.replace("[", "_").replace("]", "").replace("/", "_")[:40]
     return f"t{uuid.uuid4().hex[:8]}.{name}."
+
+
+@pytest.fixture
+def store(services, unique_prefix: str):
+    """A policy store on the session's Redis under the test's own key prefix, purged afterwards."""
+    from state.policy_store import RedisPolicyStore
+
+    s = RedisPolicyStore(services.redis_url, key_prefix=unique_prefix.rstrip("."))
+    yield s
+    s.purge()
+    s.close()

@@ -3,23 +3,11 @@ meet while an operator holds a key, and what a subscriber sees."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from state import policy_control
 from state.pending import Outcome, PendingPublisher
 from state.policy_store import RedisPolicyStore, WriteMode
 from state.serving_client import ServingClient
 from tests.integration.test_policy_store import ts_record
-
-
-@pytest.fixture
-def store(services, unique_prefix: str) -> Iterator[RedisPolicyStore]:
-    s = RedisPolicyStore(services.redis_url, key_prefix=unique_prefix.rstrip("."))
-    yield s
-    s.purge()
-    s.close()
 
 
 def test_history_keeps_every_written_version_with_its_params_newest_first(store):

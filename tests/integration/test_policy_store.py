@@ -46,14 +46,6 @@ def throwaway(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def store(services, unique_prefix: str) -> Iterator[RedisPolicyStore]:
-    s = RedisPolicyStore(services.redis_url, key_prefix=unique_prefix.rstrip("."))
-    yield s
-    s.purge()
-    s.close()
-
-
 def stream_versions(store: RedisPolicyStore) -> list[int]:
     return [int(fields[b"version"]) for _, fields in store.redis.xrange(store.keys.stream)]
 

@@ -6,7 +6,6 @@ a following serving client never sees a version go down."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,18 +13,9 @@ import pytest
 from rollout.controller import ControllerSettings, RolloutController
 from rollout.sequential import ArmTotals
 from state import policy_control
-from state.policy_store import RedisPolicyStore
 from state.serving_client import ServingClient
 from tests.integration.test_policy_store import ts_record
 from tests.integration.test_rollout_serving import greedy
-
-
-@pytest.fixture
-def store(services, unique_prefix: str) -> Iterator[RedisPolicyStore]:
-    s = RedisPolicyStore(services.redis_url, key_prefix=unique_prefix.rstrip("."))
-    yield s
-    s.purge()
-    s.close()
 
 
 def _batch(rng, rate: float, n: int) -> ArmTotals:

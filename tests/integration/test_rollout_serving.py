@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -31,14 +30,6 @@ def greedy(campaign: str, best: str, version: int) -> PolicyRecord:
     )
     params = learner.to_params() | {"version": version}
     return PolicyRecord.from_params(campaign, "creative", params, updated_at_ms=int(time.time() * 1000))
-
-
-@pytest.fixture
-def store(services, unique_prefix: str) -> Iterator[RedisPolicyStore]:
-    s = RedisPolicyStore(services.redis_url, key_prefix=unique_prefix.rstrip("."))
-    yield s
-    s.purge()
-    s.close()
 
 
 def _client(store: RedisPolicyStore) -> ServingClient:
